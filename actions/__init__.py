@@ -1,0 +1,1 @@
+"""The action server: one module per skill. Actions stay thin; the rules live in the `shop` package."""

@@ -1,0 +1,84 @@
+"""Settings from shop.yml, with environment overrides, so rules are configuration rather than code."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Dict, List
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class ReturnPolicy:
+    window_days: int = 30
+    require_delivered: bool = True
+    allow_final_sale: bool = False
+    reasons: List[str] = field(default_factory=list)
+    refund_methods: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settings:
+    shop_name: str
+    database_url: str
+    seed_demo_data: bool
+    returns: ReturnPolicy
+    max_verification_failures: int
+    transcript_turns: int
+    fallbacks_before_offer: int
+    handoff_next_steps: str
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _resolve_sqlite_path(url: str) -> str:
+    """Make relative SQLite paths relative to the project, not to whatever directory we run in."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite://":
+        path = PROJECT_ROOT / url[len(prefix):]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return prefix + str(path)
+    return url
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    config_path = Path(os.environ.get("SHOP_CONFIG", path or PROJECT_ROOT / "shop.yml"))
+    raw: Dict[str, Any] = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    returns = raw.get("returns", {})
+    window = int(os.environ.get("SHOP_RETURN_WINDOW_DAYS", returns.get("window_days", 30)))
+    if window < 0:
+        raise ValueError(f"returns.window_days must be >= 0, got {window}")
+    handoff = raw.get("handoff", {})
+    return Settings(
+        shop_name=raw.get("shop_name", "our shop"),
+        database_url=_resolve_sqlite_path(
+            os.environ.get("DATABASE_URL") or raw.get("database_url", "sqlite:///var/shop.db")
+        ),
+        seed_demo_data=_env_bool("SHOP_SEED_DEMO", bool(raw.get("seed_demo_data", True))),
+        returns=ReturnPolicy(
+            window_days=window,
+            require_delivered=bool(returns.get("require_delivered", True)),
+            allow_final_sale=bool(returns.get("allow_final_sale", False)),
+            reasons=list(returns.get("reasons", [])),
+            refund_methods=dict(returns.get("refund_methods", {"original_payment": "the original payment method"})),
+        ),
+        max_verification_failures=int(raw.get("verification", {}).get("max_failures", 3)),
+        transcript_turns=int(handoff.get("transcript_turns", 10)),
+        fallbacks_before_offer=int(handoff.get("fallbacks_before_offer", 2)),
+        handoff_next_steps=" ".join(str(handoff.get("next_steps", "A member of our team will reply soon.")).split()),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

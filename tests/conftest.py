@@ -1,0 +1,88 @@
+"""Shared fixtures: a fresh, seeded shop database on SQLite and on PostgreSQL.
+
+PostgreSQL comes from TEST_POSTGRES_URL (default: the local server, trust auth, database `test`).
+When it cannot be reached the PostgreSQL variants are skipped with the reason shown in pytest's
+summary (`-rs`), unless REQUIRE_POSTGRES=1 (CI) turns that into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import datetime
+from typing import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+
+from shop.db import make_engine
+from shop.models import Base
+from shop.seed import seed_demo_shop
+from shop.settings import get_settings
+
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+NOW = datetime.utcnow().replace(microsecond=0)
+
+
+def _postgres_schema_engine() -> Iterator[Engine]:
+    """An engine whose tables live in a throw-away schema, so parallel runs never collide."""
+    try:
+        admin = create_engine(POSTGRES_URL, future=True)
+        with admin.connect() as conn:
+            conn.execute(text("select 1"))
+    except Exception as exc:  # noqa: BLE001 - any connection problem means "no PostgreSQL here"
+        if os.environ.get("REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL required (REQUIRE_POSTGRES=1) but unreachable at {POSTGRES_URL}: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {exc.__class__.__name__}")
+    schema = f"shoptest_{uuid.uuid4().hex[:10]}"
+    with admin.begin() as conn:
+        conn.execute(text(f"create schema {schema}"))
+    engine = create_engine(
+        POSTGRES_URL, future=True, connect_args={"options": f"-csearch_path={schema}"}
+    )
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f"drop schema {schema} cascade"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_engine(request, tmp_path) -> Iterator[Engine]:
+    """An engine with the shop's tables and no rows, on each supported database."""
+    if request.param == "sqlite":
+        engine = create_engine(f"sqlite:///{tmp_path / 'shop.db'}", future=True)
+        Base.metadata.create_all(engine)
+        yield engine
+        engine.dispose()
+    else:
+        for engine in _postgres_schema_engine():
+            Base.metadata.create_all(engine)
+            yield engine
+
+
+@pytest.fixture
+def shop_engine(empty_engine) -> Engine:
+    """The demo shop, seeded relative to NOW."""
+    from sqlalchemy.orm import Session
+
+    with Session(empty_engine, future=True) as session:
+        seed_demo_shop(session, now=NOW)
+        session.commit()
+    return empty_engine
+
+
+@pytest.fixture
+def settings():
+    return get_settings()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    """A database URL for code that builds its own engine (make_engine seeds it on first use)."""
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    make_engine(url, seed_demo=False).dispose()
+    return url
