@@ -20,6 +20,11 @@ from shop.settings import get_settings
 logger = logging.getLogger(__name__)
 
 
+def latest_intent(tracker: Tracker) -> Optional[str]:
+    """The intent Rasa chose for the latest message, nlu_fallback included (rasa-sdk's helper skips it)."""
+    return ((tracker.latest_message or {}).get("intent") or {}).get("name")
+
+
 def is_verified(tracker: Tracker) -> bool:
     """True when the order number and email in the slots are the pair that was checked."""
     verified_id = tracker.get_slot("verified_order_id")

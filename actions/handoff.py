@@ -8,7 +8,7 @@ from rasa_sdk import Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.base import ShopAction
+from actions.base import ShopAction, latest_intent
 from actions.messages import say
 from shop.db import session_scope
 from shop.handoff import create_ticket, format_transcript
@@ -61,7 +61,7 @@ class ActionDeclineOffer(ShopAction):
         return "action_decline_offer"
 
     def act(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[str, Any]) -> List[EventType]:
-        say(dispatcher, "anything_else")
+        dispatcher.utter_message(response="utter_anything_else")
         return [SlotSet("pending_offer", None), SlotSet("handoff_reason", None)]
 
 
@@ -75,7 +75,7 @@ class ActionFallback(ShopAction):
         if consecutive_not_understood(tracker) >= get_settings().fallbacks_before_offer:
             say(dispatcher, "offer_handoff_not_understood")
             return [SlotSet("pending_offer", "handoff"), SlotSet("handoff_reason", "the assistant did not understand")]
-        if tracker.get_intent_of_latest_message() == "out_of_scope":
+        if latest_intent(tracker) == "out_of_scope":
             say(dispatcher, "out_of_scope")
         else:
             say(dispatcher, "default")

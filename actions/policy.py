@@ -8,7 +8,7 @@ from rasa_sdk import Tracker
 from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.base import ShopAction
+from actions.base import ShopAction, latest_intent
 from actions.messages import say
 from shop.knowledge import policy_answer
 
@@ -18,7 +18,7 @@ class ActionAnswerPolicy(ShopAction):
         return "action_answer_policy"
 
     def act(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[str, Any]) -> List[EventType]:
-        answer = policy_answer(tracker.get_intent_of_latest_message())
+        answer = policy_answer(latest_intent(tracker))
         if answer:
             dispatcher.utter_message(text=answer)
         else:

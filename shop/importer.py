@@ -17,7 +17,6 @@ import csv
 import io
 import re
 import sys
-import warnings
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -26,12 +25,12 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SAWarning, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
 from shop.db import make_engine, session_scope
 from shop.models import ORDER_STATUSES, Customer, Order, OrderLine
-from shop.orders import EMAIL_PATTERN
+from shop.orders import EMAIL_PATTERN, ORDER_ID_PATTERN, RETURN_ID_PATTERN
 
 COLUMNS: Tuple[str, ...] = (
     "order_id", "email", "customer_name", "status", "ordered_at", "shipped_at", "delivered_at",
@@ -43,7 +42,6 @@ ORDER_COLUMNS: Tuple[str, ...] = (
 )
 LINE_COLUMNS: Tuple[str, ...] = ("sku", "item_name", "quantity", "unit_price", "final_sale")
 
-ORDER_ID_RE = re.compile(r"^[A-Za-z0-9-]{1,40}$")
 QUANTITY_RE = re.compile(r"^[0-9]+$")
 PRICE_RE = re.compile(r"^[0-9]+(\.[0-9]{1,2})?$")
 MAX_QUANTITY = 2**31 - 1  # the column is a 32-bit integer on PostgreSQL
@@ -162,9 +160,12 @@ def _text(value: str, column: str, required: bool = True) -> Optional[str]:
 def _order_id(value: str) -> str:
     if not value:
         raise _BadValue("is required")
-    if not ORDER_ID_RE.match(value):
-        raise _BadValue(f"must be 1-40 letters, digits or '-', {_got(value)}")
-    return value.upper()
+    order_id = value.upper()
+    if not ORDER_ID_PATTERN.match(order_id) or RETURN_ID_PATTERN.match(order_id):
+        raise _BadValue(
+            f"must be 3-40 letters, digits or '-' with at least one digit, not like a return id (R-12), {_got(value)}"
+        )
+    return order_id
 
 
 def _email(value: str) -> str:
@@ -540,9 +541,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("path", help="the CSV file")
     parser.add_argument("--database-url", help="SQLAlchemy URL (default: database_url of shop.yml / DATABASE_URL)")
     args = parser.parse_args(argv)
-    # SQLite stores Numeric(10, 2) as REAL; prices have 2 decimals, so this warning is noise on a CLI's stderr.
-    warnings.filterwarnings("ignore", message=r"Dialect sqlite\+pysqlite does \*not\* support Decimal",
-                            category=SAWarning)
     try:
         records = parse_orders(args.path)
     except ImportFailed as exc:

@@ -13,14 +13,29 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Integer,
-    Numeric,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import declarative_base, relationship
 
 Base = declarative_base()
+
+CENT = Decimal("0.01")
+
+
+class Money(TypeDecorator):
+    """A Decimal amount stored as integer cents: exact on every database (SQLite has no decimal type)."""
+
+    impl = Integer
+    cache_ok = True
+
+    def process_bind_param(self, value: Optional[Decimal], dialect) -> Optional[int]:
+        return None if value is None else int((Decimal(value) * 100).to_integral_value())
+
+    def process_result_value(self, value: Optional[int], dialect) -> Optional[Decimal]:
+        return None if value is None else (Decimal(value) / 100).quantize(CENT)
 
 ORDER_STATUSES = ("pending", "shipped", "delivered", "cancelled")
 
@@ -69,7 +84,7 @@ class OrderLine(Base):
     sku = Column(String(60), nullable=False)
     item_name = Column(String(200), nullable=False)
     quantity = Column(Integer, nullable=False)
-    unit_price = Column(Numeric(10, 2), nullable=False)
+    unit_price = Column(Money(), nullable=False)
     final_sale = Column(Boolean, nullable=False, default=False)
 
     order: Order = relationship("Order", back_populates="lines")
@@ -101,7 +116,7 @@ class Refund(Base):
     id = Column(Integer, primary_key=True)
     order_id = Column(String(40), ForeignKey("orders.id"), nullable=False)
     return_id = Column(Integer, ForeignKey("returns.id"))
-    amount = Column(Numeric(10, 2), nullable=False)
+    amount = Column(Money(), nullable=False)
     method = Column(String(40), nullable=False)
     # waiting_for_item -> processing -> issued
     status = Column(String(20), nullable=False)

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from shop.models import Order, Return
 
-ORDER_ID_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9-]{2,39}$")
+# An order number: one token of letters, digits and dashes with at least one digit (not a word).
+ORDER_ID_PATTERN = re.compile(r"^(?=[A-Z-]*\d)[A-Z0-9][A-Z0-9-]{2,39}$")
 RETURN_ID_PATTERN = re.compile(r"^R-?(\d{1,9})$")
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -21,7 +22,6 @@ def normalise_reference(text: Optional[str]) -> Optional[str]:
     if not text:
         return None
     cleaned = re.sub(r"(?i)^\s*(order|return)?\s*(number|no\.?|id)?\s*[:#]?\s*", "", str(text)).strip().upper()
-    cleaned = cleaned.replace(" ", "")
     match = RETURN_ID_PATTERN.match(cleaned)
     if match:
         return f"R-{int(match.group(1))}"

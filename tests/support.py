@@ -1,0 +1,54 @@
+"""Building rasa-sdk trackers the way Rasa sends them to the action server."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, List, Optional
+
+from rasa_sdk import Tracker
+from rasa_sdk.executor import CollectingDispatcher
+
+DEFAULT_SLOTS: Dict[str, Any] = {"verification_failures": 0}
+
+
+def user_event(text: str, intent: str = "inform") -> Dict[str, Any]:
+    return {"event": "user", "text": text, "parse_data": {"intent": {"name": intent, "confidence": 1.0}}}
+
+
+def bot_event(text: str) -> Dict[str, Any]:
+    return {"event": "bot", "text": text}
+
+
+def make_tracker(
+    slots: Optional[Dict[str, Any]] = None,
+    new_slots: Optional[Dict[str, Any]] = None,
+    intent: str = "inform",
+    text: str = "",
+    history: Iterable[Dict[str, Any]] = (),
+    active_loop: Optional[str] = None,
+    sender_id: str = "test-conversation",
+) -> Tracker:
+    """A tracker whose latest user message set `new_slots` (what a form validation action sees)."""
+    new_slots = new_slots or {}
+    events: List[Dict[str, Any]] = [*history, user_event(text, intent)]
+    events += [{"event": "slot", "name": name, "value": value} for name, value in new_slots.items()]
+    all_slots = {**DEFAULT_SLOTS, **(slots or {}), **new_slots}
+    return Tracker(
+        sender_id=sender_id,
+        slots=all_slots,
+        latest_message={"intent": {"name": intent, "confidence": 1.0}, "entities": [], "text": text},
+        events=events,
+        paused=False,
+        followup_action=None,
+        active_loop={"name": active_loop} if active_loop else {},
+        latest_action_name="action_listen",
+    )
+
+
+def texts(dispatcher: CollectingDispatcher) -> str:
+    """Everything the bot said, as one string for assertions."""
+    return "\n".join(message.get("text") or "" for message in dispatcher.messages)
+
+
+def slot_events(events: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """The final value of every slot the action set."""
+    return {event["name"]: event["value"] for event in events if event.get("event") == "slot"}
