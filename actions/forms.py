@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any, Dict, List
 
 from rasa_sdk import Tracker
@@ -29,7 +30,10 @@ class ActionStopForm(ShopAction):
 class AskAction(ShopAction):
     """Asks for one form slot with the catalogue's `ask_<slot>` message (and its buttons)."""
 
-    slot: str = ""
+    @property
+    @abstractmethod
+    def slot(self) -> str:
+        """The slot this action asks for; subclasses set it as a class attribute."""
 
     def name(self) -> str:
         return f"action_ask_{self.slot}"

@@ -8,6 +8,7 @@ failures the form ends so the skill can offer a person.
 from __future__ import annotations
 
 import logging
+from abc import abstractmethod
 from typing import Any, Dict, List
 
 from rasa_sdk import FormValidationAction, Tracker
@@ -30,6 +31,10 @@ VERIFICATION_SLOTS = ["order_id", "order_email"]
 
 class VerifiedOrderForm(FormValidationAction):
     """Validation shared by the order status, return, refund and cancel forms."""
+
+    @abstractmethod
+    def name(self) -> str:
+        """validate_<form name>"""
 
     def after_verification(self, session: Session, order: Order, domain_slots: List[str]) -> List[str]:
         """The slots still to fill once the order is verified; [] ends the form (the skill explains why)."""

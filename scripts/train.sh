@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Trains models/shop.tar.gz when the config, domain, training data or custom components changed since the
+# last training; otherwise does nothing (in a second, without loading Rasa).
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$PROJECT_ROOT"
+
+CONFIG=${SHOP_CONFIG_FILE:-config.yml}
+fingerprint=$( (echo "$CONFIG"; cat "$CONFIG" domain.yml data/nlu.yml data/rules.yml data/stories.yml \
+  requirements/*.lock; find custom_components -name '*.py' -print0 2>/dev/null | sort -z | xargs -0 -r cat) | sha256sum | cut -d' ' -f1)
+stamp="$SHOP_MODEL.sha256"
+
+if [[ -f "$SHOP_MODEL" && -f "$stamp" && "$(cat "$stamp")" == "$fingerprint" ]]; then
+  echo "train: $SHOP_MODEL is up to date"
+  exit 0
+fi
+echo "train: training $SHOP_MODEL because config, domain or data changed (2-4 minutes; log: var/log/train.log)"
+start=$SECONDS
+if ! rasa train --config "$CONFIG" --domain domain.yml --data data/nlu.yml data/rules.yml data/stories.yml \
+    --out "$(dirname "$SHOP_MODEL")" --fixed-model-name "$(basename "$SHOP_MODEL" .tar.gz)" --force \
+    > var/log/train.log 2>&1; then
+  tail -n 40 var/log/train.log
+  echo "train: failed; the whole log is in var/log/train.log"
+  exit 1
+fi
+echo "train: done in $((SECONDS - start)) s"
+echo "$fingerprint" > "$stamp"

@@ -1,0 +1,109 @@
+"""Starting the action server and the Rasa server as child processes, on free ports, with a given
+database: what the end-to-end tests and the benchmarks share."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import requests
+
+from shop.settings import PROJECT_ROOT
+
+RASA = str(Path(sys.executable).with_name("rasa"))
+DEFAULT_MODEL = PROJECT_ROOT / "models" / "shop.tar.gz"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@dataclass
+class RunningServers:
+    rasa_url: str
+    action_url: str
+    processes: Dict[str, subprocess.Popen]
+    logs: Dict[str, Path]
+    model_load_s: float = float("nan")
+    timings: Dict[str, float] = field(default_factory=dict)
+
+    def send(self, sender: str, message: str, timeout: float = 60) -> List[Dict]:
+        response = requests.post(
+            f"{self.rasa_url}/webhooks/rest/webhook", json={"sender": sender, "message": message}, timeout=timeout
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _wait(url: str, process: subprocess.Popen, log: Path, timeout_s: float,
+          ready: Callable[[requests.Response], bool]) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if ready(requests.get(url, timeout=2)):
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} not ready after {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def start_servers(
+    workdir: Path, database_url: str, model: Path = DEFAULT_MODEL, timeout_s: float = 300,
+    extra_env: Optional[Dict[str, str]] = None,
+) -> RunningServers:
+    """Start both servers and return once the model is loaded; the caller stops them."""
+    action_port, rasa_port = free_port(), free_port()
+    endpoints = workdir / "endpoints.yml"
+    endpoints.write_text(f'action_endpoint:\n  url: "http://localhost:{action_port}/webhook"\n')
+    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(PROJECT_ROOT),
+           "RASA_TELEMETRY_ENABLED": "false", **(extra_env or {})}
+    commands = {
+        "actions": [RASA, "run", "actions", "--actions", "actions", "--port", str(action_port)],
+        "rasa": [RASA, "run", "--enable-api", "--model", str(model), "--endpoints", str(endpoints),
+                 "--credentials", str(PROJECT_ROOT / "credentials.yml"), "--port", str(rasa_port)],
+    }
+    logs = {name: workdir / f"{name}.log" for name in commands}
+    started = time.monotonic()
+    processes = {
+        name: subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=logs[name].open("w"),
+                               stderr=subprocess.STDOUT)
+        for name, command in commands.items()
+    }
+    servers = RunningServers(f"http://localhost:{rasa_port}", f"http://localhost:{action_port}", processes, logs)
+    try:
+        _wait(f"{servers.action_url}/health", processes["actions"], logs["actions"], timeout_s, lambda r: r.ok)
+        _wait(f"{servers.rasa_url}/status", processes["rasa"], logs["rasa"], timeout_s,
+              lambda r: r.ok and bool(r.json().get("model_file")))
+    except BaseException:
+        servers.stop()
+        raise
+    servers.model_load_s = time.monotonic() - started
+    return servers
