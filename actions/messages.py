@@ -38,3 +38,10 @@ def say(
     dispatcher.utter_message(
         text=render(name, **values), buttons=entry.get("buttons", []) if buttons is None else buttons
     )
+
+
+def checked(dispatcher: CollectingDispatcher, slot: str, value: Any, complaint: str) -> Dict[str, Any]:
+    """A form validation result: {slot: value}; when value is None, say `complaint` (the form asks again)."""
+    if value is None:
+        say(dispatcher, complaint)
+    return {slot: value}

@@ -13,7 +13,7 @@ from rasa_sdk.types import DomainDict
 from sqlalchemy.orm import Session
 
 from actions.base import ShopAction, not_verified, verified_order
-from actions.messages import say
+from actions.messages import checked, say
 from actions.verification import VerifiedOrderForm
 from shop.db import session_scope
 from shop.models import Order, OrderLine
@@ -81,18 +81,13 @@ class ValidateReturnForm(VerifiedOrderForm):
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> Dict[str, Any]:
         reason = " ".join(str(value or "").split())[:200]
-        if sum(ch.isalpha() for ch in reason) < 2:
-            say(dispatcher, "invalid_reason")
-            return {"return_reason": None}
-        return {"return_reason": reason}
+        return checked(dispatcher, "return_reason", reason if sum(ch.isalpha() for ch in reason) >= 2 else None,
+                       complaint="invalid_reason")
 
     def validate_refund_method(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> Dict[str, Any]:
-        method = parse_refund_method(value)
-        if method is None:
-            say(dispatcher, "invalid_refund_method")
-        return {"refund_method": method}
+        return checked(dispatcher, "refund_method", parse_refund_method(value), complaint="invalid_refund_method")
 
 
 class ActionAskReturnItem(ShopAction):

@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from actions.base import is_verified, locked_out
-from actions.messages import say
+from actions.messages import checked, say
 from shop.db import session_scope
 from shop.models import Order
 from shop.orders import normalise_email, normalise_reference, verify_order
@@ -62,18 +62,12 @@ class VerifiedOrderForm(FormValidationAction):
     def validate_order_id(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> Dict[str, Any]:
-        reference = normalise_reference(value)
-        if reference is None:
-            say(dispatcher, "invalid_order_id")
-        return {"order_id": reference}
+        return checked(dispatcher, "order_id", normalise_reference(value), complaint="invalid_order_id")
 
     def validate_order_email(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> Dict[str, Any]:
-        email = normalise_email(value)
-        if email is None:
-            say(dispatcher, "invalid_email")
-        return {"order_email": email}
+        return checked(dispatcher, "order_email", normalise_email(value), complaint="invalid_email")
 
     async def get_validation_events(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict

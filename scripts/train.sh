@@ -19,7 +19,7 @@ start=$SECONDS
 if ! rasa train --config "$CONFIG" --domain domain.yml --data data/nlu.yml data/rules.yml data/stories.yml \
     --out "$(dirname "$SHOP_MODEL")" --fixed-model-name "$(basename "$SHOP_MODEL" .tar.gz)" --force \
     > var/log/train.log 2>&1; then
-  tail -n 40 var/log/train.log
+  tr '\r' '\n' < var/log/train.log | grep -v "Processed \|Epochs:\|Deprecat\|^\s*$" | tail -n 40
   echo "train: failed; the whole log is in var/log/train.log"
   exit 1
 fi

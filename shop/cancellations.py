@@ -11,6 +11,9 @@ from sqlalchemy.orm import Session
 
 from shop.models import Order, OutboxEmail, Refund
 
+# Every rule cancel_refusal can name; each has a message "cancel_refused_<rule>" in actions/responses.yml.
+CANCEL_RULES = ("already_cancelled", "already_shipped")
+
 
 class CancelRefused(Exception):
     def __init__(self, rule: str):

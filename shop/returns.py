@@ -11,6 +11,9 @@ from sqlalchemy.orm import Session
 from shop.models import Order, OrderLine, OutboxEmail, Refund, Return
 from shop.settings import ReturnPolicy
 
+# Every rule refusal_rule can name; each has a message "return_refused_<rule>" in actions/responses.yml.
+REFUSAL_RULES = ("order_cancelled", "already_returned", "final_sale", "not_delivered", "outside_window")
+
 
 class ReturnRefused(Exception):
     """A return that a rule forbids; `rule` names the rule so the customer can be told which."""

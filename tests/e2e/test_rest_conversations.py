@@ -94,7 +94,8 @@ def test_person_on_request_creates_a_ticket(servers):
     "message",
     ["", "   ", "a" * 10_000, "🙂🙂🙂 📦?", "我的订单在哪里", "где мой заказ", "مرحبا", "<script>alert(1)</script>",
      "'; drop table orders; --", "/inform{\"order_id\": ", "\x00\x01"],
-    ids=["empty", "blank", "10k-chars", "emoji", "chinese", "russian", "arabic", "html", "sql", "broken-payload", "control"],
+    ids=["empty", "blank", "10k-chars", "emoji", "chinese", "russian", "arabic", "html", "sql", "broken-payload",
+         "control"],
 )
 def test_odd_input_gets_an_answer_and_the_conversation_goes_on(servers, message):
     sender = f"odd-{abs(hash(message))}"
