@@ -6,8 +6,9 @@ source "$(dirname "$0")/env.sh"
 cd "$PROJECT_ROOT"
 
 CONFIG=${SHOP_CONFIG_FILE:-config.yml}
-fingerprint=$( (echo "$CONFIG"; cat "$CONFIG" domain.yml data/nlu.yml data/rules.yml data/stories.yml \
-  requirements/*.lock; find custom_components -name '*.py' -print0 2>/dev/null | sort -z | xargs -0 -r cat) | sha256sum | cut -d' ' -f1)
+inputs=("$CONFIG" domain.yml data/nlu.yml data/rules.yml data/stories.yml requirements/*.lock)
+mapfile -t components < <(find custom_components -name '*.py' | sort)
+fingerprint=$( (echo "$CONFIG"; cat "${inputs[@]}" "${components[@]}") | sha256sum | cut -d' ' -f1)
 stamp="$SHOP_MODEL.sha256"
 
 if [[ -f "$SHOP_MODEL" && -f "$stamp" && "$(cat "$stamp")" == "$fingerprint" ]]; then
