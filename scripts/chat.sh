@@ -17,7 +17,7 @@ for _ in $(seq 1 60); do
   sleep 1
 done
 
-echo "chat: loading the model (about a minute on 2 cores). Type /stop to leave."
+echo "chat: loading the model (about 30 s on 2 cores). Type /stop to leave."
 # Generated replies can take longer than rasa shell's default 10 s wait.
 export RASA_SHELL_STREAM_READING_TIMEOUT_IN_SECONDS=${RASA_SHELL_STREAM_READING_TIMEOUT_IN_SECONDS:-60}
 rasa shell --model "$SHOP_MODEL" --endpoints endpoints.yml
