@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Iterable, Optional, Tuple
+from typing import Optional, Tuple
 
 from sqlalchemy.orm import Session
 
@@ -115,8 +115,3 @@ def _returned(session: Session, line: OrderLine, reason: str, refund_status: str
     session.add(Refund(order=line.order, return_=ret, amount=line.unit_price * line.quantity,
                        method="original_payment", status=refund_status, issued_at=issued_at))
 
-
-def demo_credentials() -> Iterable[Tuple[str, str]]:
-    """(order id, email) pairs of the demo shop, for the README and tests."""
-    for order_id, who, *_ in ORDERS:
-        yield order_id, CUSTOMERS[who][0]

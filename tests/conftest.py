@@ -16,7 +16,6 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from shop.db import make_engine
 from shop.models import Base
 from shop.seed import seed_demo_shop
 from shop.settings import get_settings
@@ -79,10 +78,3 @@ def shop_engine(empty_engine) -> Engine:
 def settings():
     return get_settings()
 
-
-@pytest.fixture
-def sqlite_url(tmp_path) -> str:
-    """A database URL for code that builds its own engine (make_engine seeds it on first use)."""
-    url = f"sqlite:///{tmp_path / 'fresh.db'}"
-    make_engine(url, seed_demo=False).dispose()
-    return url
