@@ -88,7 +88,7 @@ def view_order(order: Order) -> OrderView:
         estimate = order.estimated_delivery
         delivery = f"estimated delivery {format_day(estimate)}" if estimate else "in transit"
     elif order.status == "cancelled":
-        delivery = f"cancelled on {format_day(order.cancelled_at)}"
+        delivery = f"cancelled on {format_day(order.cancelled_at)}" if order.cancelled_at else "cancelled"
     else:
         delivery = "not shipped yet"
     return OrderView(
