@@ -1,4 +1,4 @@
-"""What every action shares: database error handling and the verified-order check."""
+"""What every action shares: database error handling, the verified-order check, listening to sentiment."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from actions.messages import say
+from actions.sentiment import attend, offer_person_if_upset
 from shop.models import Order
 from shop.orders import normalise_email, verify_order
 from shop.settings import get_settings
@@ -60,15 +61,18 @@ def not_verified(dispatcher: CollectingDispatcher, tracker: Tracker) -> List[Eve
 
 
 class ShopAction(Action, ABC):
-    """An action whose database trouble becomes an apology to the customer, not a silent failure."""
+    """An action whose database trouble becomes an apology to the customer, not a silent failure, and that
+    listens to how the customer feels: acknowledgement first, the answer, then a person offered if upset."""
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[str, Any]) -> List[EventType]:
+        attend(dispatcher, tracker)
         try:
-            return self.act(dispatcher, tracker, domain)
+            events = self.act(dispatcher, tracker, domain)
         except SQLAlchemyError:
             logger.exception("database error in %s", self.name())
             say(dispatcher, "technical_problem")
             return []
+        return events + offer_person_if_upset(dispatcher, tracker, events)
 
     @abstractmethod
     def act(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[str, Any]) -> List[EventType]:

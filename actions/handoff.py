@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from rasa_sdk import Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import ShopAction, latest_intent
+from actions.generate import KnowledgeAction, answered_from_knowledge, knowledge_reply, utter_reply
 from actions.messages import say
+from actions.sentiment import customer_turns, message_sentiment
+from generator.config import get_config
+from generator.service import Reply
 from shop.db import session_scope
 from shop.handoff import create_ticket, format_transcript
 from shop.settings import get_settings
@@ -17,23 +21,41 @@ from shop.settings import get_settings
 NOT_UNDERSTOOD_INTENTS = {"nlu_fallback", "out_of_scope"}
 
 
+def speaker(event: Dict[str, Any]) -> str:
+    """'bot', or 'customer' with the sentiment of that message when the NLU gave one: the ticket's sentiment trail."""
+    if event["event"] == "bot":
+        return "bot"
+    sentiment = message_sentiment(event.get("parse_data"))
+    return f"customer [{sentiment['label']} {float(sentiment.get('confidence', 0)):.2f}]" if sentiment else "customer"
+
+
 def recent_messages(tracker: Tracker, limit: int) -> List[Tuple[str, str]]:
     """The last `limit` customer and bot messages of the conversation, oldest first."""
     messages = [
-        ("customer" if event["event"] == "user" else "bot", event.get("text") or "")
+        (speaker(event), event.get("text") or "")
         for event in tracker.events
         if event.get("event") in ("user", "bot") and event.get("text")
     ]
     return messages[-limit:]
 
 
+def sentiment_trail(tracker: Tracker) -> str:
+    """One line for the person who takes over: how each customer message felt, oldest first."""
+    labels = [turn.label for turn in customer_turns(tracker)]
+    return f"customer sentiment, oldest first: {' > '.join(labels)}\n" if labels else ""
+
+
 def consecutive_not_understood(tracker: Tracker) -> int:
-    """How many of the latest customer messages in a row the assistant could not place."""
-    count = 0
+    """How many of the latest customer messages in a row the assistant could not place. A message that NLU
+    could not place but the knowledge base answered counts as understood."""
+    count, answered = 0, False
     for event in reversed(tracker.events):
+        if event.get("event") == "bot":
+            answered = answered or answered_from_knowledge(event)
+            continue
         if event.get("event") != "user":
             continue
-        if (event.get("parse_data") or {}).get("intent", {}).get("name") not in NOT_UNDERSTOOD_INTENTS:
+        if answered or (event.get("parse_data") or {}).get("intent", {}).get("name") not in NOT_UNDERSTOOD_INTENTS:
             break
         count += 1
     return count
@@ -46,7 +68,7 @@ class ActionHandoff(ShopAction):
     def act(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[str, Any]) -> List[EventType]:
         settings = get_settings()
         reason = tracker.get_slot("handoff_reason") or "customer asked for a person"
-        transcript = format_transcript(recent_messages(tracker, settings.transcript_turns))
+        transcript = sentiment_trail(tracker) + format_transcript(recent_messages(tracker, settings.transcript_turns))
         with session_scope() as session:
             ticket = create_ticket(session, tracker.sender_id, reason, transcript)
             ticket_id = ticket.public_id
@@ -65,13 +87,24 @@ class ActionDeclineOffer(ShopAction):
         return [SlotSet("pending_offer", None), SlotSet("handoff_reason", None)]
 
 
-class ActionFallback(ShopAction):
-    """Says what the bot can do; after repeated misunderstandings offers a person instead."""
+class ActionFallback(KnowledgeAction):
+    """A message NLU could not place is answered from the knowledge base when a passage matches it closely
+    (generator.yml `min_score_unrecognised`); otherwise says what the bot can do, and after repeated
+    misunderstandings offers a person instead."""
 
     def name(self) -> str:
         return "action_fallback"
 
+    async def knowledge(self, tracker: Tracker) -> Optional[Reply]:
+        if latest_intent(tracker) not in NOT_UNDERSTOOD_INTENTS:
+            return None  # the policies' fallback for a message NLU did place: the knowledge base is not asked
+        return await knowledge_reply(tracker, min_score=get_config().min_score_unrecognised)
+
     def act(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[str, Any]) -> List[EventType]:
+        reply = self.reply()
+        if reply is not None and reply.grounded:
+            utter_reply(dispatcher, reply)
+            return []
         if consecutive_not_understood(tracker) >= get_settings().fallbacks_before_offer:
             say(dispatcher, "offer_handoff_not_understood")
             return [SlotSet("pending_offer", "handoff"), SlotSet("handoff_reason", "the assistant did not understand")]

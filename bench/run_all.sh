@@ -9,4 +9,10 @@ cd "$PROJECT_ROOT"
 echo "== foundation: train, load, parse and REST latency, memory"
 python -m bench.foundation "$@"
 
+echo "== sentiment: the SentimentAnalyzer and VADER side by side (quality, latency, added parse time)"
+python -m bench.sentiment
+
+echo "== generator: load, decoding speed, reply latency through the action server, right facts, rejections"
+python -m bench.generator
+
 python -m bench.report

@@ -18,6 +18,5 @@ for _ in $(seq 1 60); do
 done
 
 echo "chat: loading the model (about 30 s on 2 cores). Type /stop to leave."
-# Generated replies can take longer than rasa shell's default 10 s wait.
-export RASA_SHELL_STREAM_READING_TIMEOUT_IN_SECONDS=${RASA_SHELL_STREAM_READING_TIMEOUT_IN_SECONDS:-60}
+# rasa shell waits up to $RASA_SHELL_STREAM_READING_TIMEOUT_IN_SECONDS for a reply (env.sh: 60 s, for generated ones).
 rasa shell --model "$SHOP_MODEL" --endpoints endpoints.yml

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs every check: lint, Rasa data validation, unit and database tests (SQLite and PostgreSQL),
-# end-to-end REST conversations, and the conversation test stories. Sets up and trains first if needed.
+# end-to-end REST conversations, the channels (REST authentication, the web chat in Chromium, Slack), and the
+# conversation test stories. Sets up (Python packages, Chromium) and trains first if needed.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$PROJECT_ROOT"
 
 ./scripts/setup.sh
+./scripts/setup-browser.sh
 
 echo "== lint"
 ruff check .
@@ -20,7 +22,7 @@ echo "== train (once; reused when nothing changed)"
 ./scripts/train.sh
 
 echo "== pytest"
-REQUIRE_MODEL=1 python -m pytest -q -rs "$@"
+REQUIRE_MODEL=1 REQUIRE_BROWSER=1 python -m pytest -q -rs "$@"
 
 echo "== conversation tests (rasa test core)"
 rm -rf var/test-results

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -153,3 +154,36 @@ class OutboxEmail(Base):
     body = Column(Text, nullable=False)
     created_at = Column(DateTime, nullable=False, default=datetime.utcnow)
     sent_at = Column(DateTime)
+
+
+class ConversationSentiment(Base):
+    """How each customer message felt (the NLU's sentiment), one row per message, for later analysis."""
+
+    __tablename__ = "conversation_sentiment"
+    __table_args__ = (UniqueConstraint("conversation_id", "message_key", name="uq_conversation_message"),)
+
+    id = Column(Integer, primary_key=True)
+    conversation_id = Column(String(255), nullable=False, index=True)
+    # Rasa's message id when there is one, else the message's position in the conversation.
+    message_key = Column(String(64), nullable=False)
+    turn = Column(Integer, nullable=False)
+    label = Column(String(10), nullable=False)
+    confidence = Column(Float, nullable=False)
+    negative = Column(Float, nullable=False)
+    neutral = Column(Float, nullable=False)
+    positive = Column(Float, nullable=False)
+    intent = Column(String(100))
+    recorded_at = Column(DateTime, nullable=False, default=datetime.utcnow)
+
+
+class SatisfactionFeedback(Base):
+    """The answer to the one satisfaction question a happy conversation ends with."""
+
+    __tablename__ = "satisfaction_feedback"
+
+    id = Column(Integer, primary_key=True)
+    conversation_id = Column(String(255), nullable=False, index=True)
+    rating = Column(Integer)  # 1-5 when the answer contained one
+    answer = Column(Text, nullable=False)
+    answer_sentiment = Column(String(10))
+    created_at = Column(DateTime, nullable=False, default=datetime.utcnow)

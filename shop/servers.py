@@ -10,7 +10,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
+from urllib.parse import quote
 
 import requests
 
@@ -77,9 +78,12 @@ def _wait(url: str, process: subprocess.Popen, log: Path, timeout_s: float,
 
 def start_servers(
     workdir: Path, database_url: str, model: Path = DEFAULT_MODEL, timeout_s: float = 300,
-    extra_env: Optional[Dict[str, str]] = None,
+    extra_env: Optional[Dict[str, str]] = None, auth_token: Optional[str] = None, extra_args: Sequence[str] = (),
 ) -> RunningServers:
-    """Start both servers and return once the model is loaded; the caller stops them."""
+    """Start both servers and return once the model is loaded; the caller stops them.
+
+    `auth_token` protects Rasa's HTTP API (`--auth-token`); `extra_args` go to `rasa run` as they are.
+    """
     action_port, rasa_port = free_port(), free_port()
     endpoints = workdir / "endpoints.yml"
     endpoints.write_text(f'action_endpoint:\n  url: "http://localhost:{action_port}/webhook"\n')
@@ -88,7 +92,8 @@ def start_servers(
     commands = {
         "actions": [RASA, "run", "actions", "--actions", "actions", "--port", str(action_port)],
         "rasa": [RASA, "run", "--enable-api", "--model", str(model), "--endpoints", str(endpoints),
-                 "--credentials", str(PROJECT_ROOT / "credentials.yml"), "--port", str(rasa_port)],
+                 "--credentials", str(PROJECT_ROOT / "credentials.yml"), "--port", str(rasa_port),
+                 *(["--auth-token", auth_token] if auth_token else []), *extra_args],
     }
     logs = {name: workdir / f"{name}.log" for name in commands}
     started = time.monotonic()
@@ -100,7 +105,8 @@ def start_servers(
     servers = RunningServers(f"http://localhost:{rasa_port}", f"http://localhost:{action_port}", processes, logs)
     try:
         _wait(f"{servers.action_url}/health", processes["actions"], logs["actions"], timeout_s, lambda r: r.ok)
-        _wait(f"{servers.rasa_url}/status", processes["rasa"], logs["rasa"], timeout_s,
+        token = f"?token={quote(auth_token)}" if auth_token else ""
+        _wait(f"{servers.rasa_url}/status{token}", processes["rasa"], logs["rasa"], timeout_s,
               lambda r: r.ok and bool(r.json().get("model_file")))
     except BaseException:
         servers.stop()

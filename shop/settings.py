@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import yaml
 
@@ -23,6 +23,15 @@ class ReturnPolicy:
 
 
 @dataclass(frozen=True)
+class SentimentPolicy:
+    """How the dialogue reacts to the sentiment of customer messages (shop.yml `sentiment`)."""
+
+    negative_confidence: float = 0.7
+    complaint_words: Tuple[str, ...] = ()
+    ask_satisfaction: bool = True
+
+
+@dataclass(frozen=True)
 class Settings:
     shop_name: str
     database_url: str
@@ -32,6 +41,7 @@ class Settings:
     transcript_turns: int
     fallbacks_before_offer: int
     handoff_next_steps: str
+    sentiment: SentimentPolicy = field(default_factory=SentimentPolicy)
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -59,6 +69,10 @@ def load_settings(path: Path | None = None) -> Settings:
     if window < 0:
         raise ValueError(f"returns.window_days must be >= 0, got {window}")
     handoff = raw.get("handoff", {})
+    sentiment = raw.get("sentiment", {})
+    negative_confidence = float(sentiment.get("negative_confidence", 0.7))
+    if not 0 <= negative_confidence <= 1:
+        raise ValueError(f"sentiment.negative_confidence must be between 0 and 1, got {negative_confidence}")
     return Settings(
         shop_name=raw.get("shop_name", "our shop"),
         database_url=_resolve_sqlite_path(
@@ -76,6 +90,11 @@ def load_settings(path: Path | None = None) -> Settings:
         transcript_turns=int(handoff.get("transcript_turns", 10)),
         fallbacks_before_offer=int(handoff.get("fallbacks_before_offer", 2)),
         handoff_next_steps=" ".join(str(handoff.get("next_steps", "A member of our team will reply soon.")).split()),
+        sentiment=SentimentPolicy(
+            negative_confidence=negative_confidence,
+            complaint_words=tuple(str(word).lower() for word in sentiment.get("complaint_words", [])),
+            ask_satisfaction=bool(sentiment.get("ask_satisfaction", True)),
+        ),
     )
 
 

@@ -20,6 +20,9 @@ from shop.models import Base
 from shop.seed import seed_demo_shop
 from shop.settings import get_settings
 
+# The action server loads the generator's model in the background when actions/generate.py is imported; in tests
+# that import comes from collecting test modules, so only tests that want the model load it.
+os.environ.setdefault("GENERATOR_PRELOAD", "0")
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 NOW = datetime.utcnow().replace(microsecond=0)
 

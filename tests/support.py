@@ -10,8 +10,22 @@ from rasa_sdk.executor import CollectingDispatcher
 DEFAULT_SLOTS: Dict[str, Any] = {"verification_failures": 0}
 
 
-def user_event(text: str, intent: str = "inform") -> Dict[str, Any]:
-    return {"event": "user", "text": text, "parse_data": {"intent": {"name": intent, "confidence": 1.0}}}
+def feeling(label: str, confidence: float = 0.95) -> Dict[str, Any]:
+    """A message's `sentiment` as custom_components/sentiment_analyzer.py puts it in the parse data."""
+    rest = round((1 - confidence) / 2, 4)
+    return {"label": label, "confidence": confidence,
+            "scores": {name: confidence if name == label else rest for name in ("negative", "neutral", "positive")}}
+
+
+def parse_data(text: str, intent: str, sentiment: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    data: Dict[str, Any] = {"intent": {"name": intent, "confidence": 1.0}, "entities": [], "text": text}
+    if sentiment:
+        data["sentiment"] = sentiment
+    return data
+
+
+def user_event(text: str, intent: str = "inform", sentiment: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    return {"event": "user", "text": text, "parse_data": parse_data(text, intent, sentiment)}
 
 
 def bot_event(text: str) -> Dict[str, Any]:
@@ -26,16 +40,18 @@ def make_tracker(
     history: Iterable[Dict[str, Any]] = (),
     active_loop: Optional[str] = None,
     sender_id: str = "test-conversation",
+    sentiment: Optional[Dict[str, Any]] = None,
 ) -> Tracker:
-    """A tracker whose latest user message set `new_slots` (what a form validation action sees)."""
+    """A tracker whose latest user message (with `sentiment`, see feeling()) set `new_slots` (what a form
+    validation action sees)."""
     new_slots = new_slots or {}
-    events: List[Dict[str, Any]] = [*history, user_event(text, intent)]
+    events: List[Dict[str, Any]] = [*history, user_event(text, intent, sentiment)]
     events += [{"event": "slot", "name": name, "value": value} for name, value in new_slots.items()]
     all_slots = {**DEFAULT_SLOTS, **(slots or {}), **new_slots}
     return Tracker(
         sender_id=sender_id,
         slots=all_slots,
-        latest_message={"intent": {"name": intent, "confidence": 1.0}, "entities": [], "text": text},
+        latest_message=parse_data(text, intent, sentiment),
         events=events,
         paused=False,
         followup_action=None,

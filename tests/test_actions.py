@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+
 import pytest
 from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import select
@@ -14,6 +17,7 @@ from actions.order_status import ActionOrderStatus, ValidateOrderStatusForm
 from actions.policy import ActionAnswerPolicy
 from actions.refunds import ActionRefundStatus, ValidateRefundForm
 from actions.returns import ActionAskReturnItem, ActionSubmitReturn, ValidateReturnForm, parse_refund_method
+from generator.service import Reply
 from shop.db import session_scope
 from shop.models import HandoffTicket, Order, OutboxEmail, Return
 from tests.support import bot_event, make_tracker, slot_events, texts, user_event
@@ -57,6 +61,8 @@ async def validate(action, slots=None, **new_slots):
 def run(action, **tracker_args):
     dispatcher = CollectingDispatcher()
     events = action.run(dispatcher, make_tracker(**tracker_args), DOMAIN)
+    if inspect.isawaitable(events):  # actions that wait for the generator are coroutines
+        events = asyncio.run(events)
     return dispatcher, slot_events(events)
 
 
@@ -246,7 +252,18 @@ def test_handoff_after_failed_verification_records_why(db):
         assert session.scalars(select(HandoffTicket)).one().reason == "could not verify order number and email"
 
 
-def test_second_misunderstanding_offers_a_person(db):
+@pytest.fixture
+def no_knowledge(monkeypatch):
+    """The knowledge base knows nothing (the generator has its own tests, tests/generator/)."""
+
+    class Service:
+        async def reply(self, request):
+            return Reply(None, "none")
+
+    monkeypatch.setattr("actions.generate.get_service", Service)
+
+
+def test_second_misunderstanding_offers_a_person(db, no_knowledge):
     first, events = run(ActionFallback(), intent="nlu_fallback", text="blorp")
     assert "didn't understand" in texts(first) and "pending_offer" not in events
     history = [user_event("blorp", "nlu_fallback"), bot_event("Sorry")]

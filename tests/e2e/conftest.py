@@ -46,7 +46,8 @@ def servers(tmp_path_factory) -> Iterator[Conversation]:
     work = tmp_path_factory.mktemp("servers")
     database_url = f"sqlite:///{work / 'shop.db'}"
     make_engine(database_url, seed_demo=True).dispose()
-    running = start_servers(work, database_url, MODEL)
+    # The action server loads the generator's model at start, as in production (tests/conftest.py turns it off).
+    running = start_servers(work, database_url, MODEL, extra_env={"GENERATOR_PRELOAD": "1"})
     try:
         conversation = Conversation(running, database_url)
         conversation.send("warm-up", "hi")  # the first turn builds the action client; keep it out of the tests

@@ -1,0 +1,83 @@
+"""Rasa's socket.io channel (the web chat's), made to work on this stack and to keep conversations apart.
+
+Rasa 3.6.21's SocketIOInput fails silently here:
+- its `session_request` handler calls `sio.enter_room()` without awaiting it; python-socketio 5 made that a
+  coroutine, so with session_persistence a browser never joins its conversation's room and never gets an answer;
+- Sanic 21.12's WebSocket code passes coroutines to asyncio.wait(), which Python 3.11 refuses: the upgrade from
+  long-polling fails and drops the connection. This server offers long-polling only, so clients never try.
+It also lets any connection speak as any conversation id it names, e.g. a REST conversation (`alice`) whose
+order is already verified. Here a connection speaks only for the session it joined, and a session id must look
+like the random ones the server hands out (32 hex digits), else the client gets a new one.
+URL: /socket.io (engine.io); health check /webhooks/socketio/; the credentials.yml settings are Rasa's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from typing import Any, Awaitable, Callable, Dict
+
+from rasa.core.channels.channel import UserMessage
+from rasa.core.channels.socketio import SocketIOInput, SocketIOOutput
+from sanic import Blueprint
+
+logger = logging.getLogger(__name__)
+
+SESSION_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def session_id_from(data: Any) -> str:
+    """The session a client asks to resume when it is one this server could have issued, else a new one."""
+    wanted = data.get("session_id") if isinstance(data, dict) else None
+    return wanted if isinstance(wanted, str) and SESSION_ID.fullmatch(wanted) else uuid.uuid4().hex
+
+
+class SessionSocketIOInput(SocketIOInput):
+    @classmethod
+    def name(cls) -> str:
+        return "socketio"
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        """Rasa's blueprint (health check, JWT check on connect), with long-polling only and our two handlers."""
+        socketio_webhook = super().blueprint(on_new_message)
+        sio = self.sio
+        sio.eio.transports, sio.eio.allow_upgrades = ["polling"], False
+
+        @sio.on("session_request", namespace=self.namespace)  # replaces Rasa's handler
+        async def session_request(sid: str, data: Any) -> None:
+            session_id = session_id_from(data)
+            if self.session_persistence:
+                await sio.enter_room(sid, session_id, namespace=self.namespace)
+            await sio.save_session(sid, {"session_id": session_id}, namespace=self.namespace)
+            await sio.emit("session_confirm", session_id, room=sid, namespace=self.namespace)
+
+        @sio.on(self.user_message_evt, namespace=self.namespace)  # replaces Rasa's handler
+        async def handle_message(sid: str, data: Any) -> None:
+            if not isinstance(data, dict) or not isinstance(data.get("message", ""), str):
+                logger.warning("Ignored a socket.io message that is not {message: text, session_id: ...}.")
+                return
+            sender_id = sid
+            if self.session_persistence:
+                joined = (await sio.get_session(sid, namespace=self.namespace)).get("session_id")
+                if joined is None or data.get("session_id") != joined:
+                    logger.warning("Ignored a socket.io message for a session this connection has not joined.")
+                    return
+                sender_id = joined
+            await on_new_message(UserMessage(
+                data.get("message", ""), SocketIOOutput(sio, self.bot_message_evt), sender_id,
+                input_channel=self.name(), metadata=self._metadata(data),
+            ))
+
+        return socketio_webhook
+
+    def _metadata(self, data: Dict[str, Any]) -> Dict[str, Any]:
+        """The message's metadata object (sent as an object or as JSON text); anything else is dropped."""
+        metadata = data.get(self.metadata_key)
+        if isinstance(metadata, str):
+            try:
+                metadata = json.loads(metadata)
+            except json.JSONDecodeError:
+                metadata = None
+        return metadata if isinstance(metadata, dict) else {}

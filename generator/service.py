@@ -1,0 +1,175 @@
+"""One free-form reply: retrieve, prompt, generate in a worker thread under a time limit, check, fall back.
+
+Why a worker thread: a CPU model needs seconds per reply, and the action server answers every other action on
+one event loop. Generation runs on a single dedicated thread (one reply at a time uses the CPU best); the loop
+only awaits it. When the time limit passes, the reply is abandoned: the cancel event stops the model at its next
+token, and the customer gets the best passage instead. Every rejected generation is logged with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Callable, List, Optional, Sequence, Tuple
+
+from generator.backends import Backend, Generation, make_backend
+from generator.checks import CheckContext, failed_checks, sentences
+from generator.config import GeneratorConfig, get_config
+from generator.prompt import CUSTOMER, build_prompt
+from generator.retrieval import Hit, KnowledgeIndex, get_index
+from shop.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+CHECK_RESERVE_S = 0.1  # of the time limit, kept for the checks after decoding stops
+GRACE_S = 1.0          # how long past the time limit a backend may take before it is abandoned
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What to tell the customer, and how it came about (for logs, metadata and the benchmark)."""
+
+    text: Optional[str]            # None: the knowledge base has nothing on this; the caller says its safe template
+    source: str                    # generated | passage | none
+    score: float = 0.0             # retrieval score of the best passage
+    passage_id: Optional[str] = None
+    rejected: Tuple[str, ...] = ()  # why a generation was not used (failed checks, timeout, error)
+    raw: Optional[str] = None      # the generation as the model wrote it
+    new_tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def grounded(self) -> bool:
+        return self.text is not None
+
+
+@dataclass(frozen=True)
+class ReplyRequest:
+    message: str
+    history: Sequence[Tuple[str, str]] = ()        # (customer | assistant, text), oldest first, without `message`
+    verified_facts: Sequence[str] = ()             # facts of this customer's verified order, [] when not verified
+    min_score: Optional[float] = None              # overrides the configured retrieval threshold
+
+
+def tidy(generation: Generation, max_sentences: int) -> str:
+    """The generation as a reply: the first `max_sentences` sentences (what follows is mostly rambling), none of
+    them cut off by the token or time limit."""
+    parts = sentences(" ".join(generation.text.split()))
+    if generation.stopped_by in ("length", "deadline", "cancelled") and parts and parts[-1][-1] not in ".!?":
+        parts = parts[:-1]
+    return " ".join(parts[:max_sentences])
+
+
+class ReplyService:
+    def __init__(self, config: GeneratorConfig, index_factory: Callable[[], KnowledgeIndex] = get_index,
+                 backend_factory: Callable[[GeneratorConfig], Backend] = make_backend):
+        self.config = config
+        self.shop_name = get_settings().shop_name
+        self._index_factory, self._backend_factory = index_factory, backend_factory
+        self._index: Optional[KnowledgeIndex] = None
+        self._backend: Optional[Backend] = None
+        self._load_lock = threading.Lock()
+        # One thread for the model (replies queue there), one for retrieval, so a search never waits on a reply.
+        self._generation_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generator")
+        self._retrieval_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieval")
+
+    # -- loading -----------------------------------------------------------------------------------------
+
+    # One lock for both: loading them at once from two threads races in transformers' lazy imports.
+    def index(self) -> KnowledgeIndex:
+        with self._load_lock:
+            if self._index is None:
+                self._index = self._index_factory()
+            return self._index
+
+    def backend(self) -> Backend:
+        with self._load_lock:
+            if self._backend is None:
+                self._backend = self._backend_factory(self.config)
+            return self._backend
+
+    def preload(self) -> None:
+        """Load the knowledge base and the model in the background; a reply asked for meanwhile waits its turn
+        in the model's queue, or gets the best passage when its time runs out first."""
+        self._retrieval_pool.submit(self._log_failure, self.index)
+        if self.config.enabled:
+            self._generation_pool.submit(self._log_failure, self.backend)
+
+    @staticmethod
+    def _log_failure(load: Callable[[], object]) -> None:
+        try:
+            load()
+        except Exception:  # noqa: BLE001 - the request that needs it will report it again
+            logger.exception("generator: loading failed")
+
+    # -- answering ---------------------------------------------------------------------------------------
+
+    async def search(self, message: str) -> List[Hit]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._retrieval_pool, lambda: self.index().search(message, self.config.top_k))
+
+    async def reply(self, request: ReplyRequest) -> Reply:
+        started = time.monotonic()
+        hits = await self.search(request.message)
+        threshold = self.config.min_score if request.min_score is None else request.min_score
+        best = hits[0] if hits else None
+        if best is None or best.score < threshold:
+            return Reply(None, "none", best.score if best else 0.0, best.passage.id if best else None,
+                         seconds=time.monotonic() - started)
+        passages = [hit.passage.text for hit in hits if hit.score >= threshold]
+        fallback = Reply(best.passage.text, "passage", best.score, best.passage.id)
+        if not self.config.enabled:
+            return replace(fallback, rejected=("generation switched off",), seconds=time.monotonic() - started)
+        prompt = build_prompt(self.shop_name, request.message, passages, request.history, request.verified_facts,
+                              self.config.history_turns)
+        deadline = started + self.config.timeout_s - CHECK_RESERVE_S
+        cancel = threading.Event()
+        loop = asyncio.get_running_loop()
+        job = loop.run_in_executor(self._generation_pool, self._generate, prompt, deadline, cancel)
+        try:
+            generation = await asyncio.wait_for(job, timeout=max(0.0, deadline - time.monotonic()) + GRACE_S)
+        except TimeoutError:
+            cancel.set()
+            return self._done(fallback, started, (f"timeout after {self.config.timeout_s:.1f} s",))
+        except Exception as exc:  # noqa: BLE001 - any backend failure means: answer with the passage
+            logger.warning("generator: %s failed: %s: %s", self.config.backend, exc.__class__.__name__, exc)
+            return self._done(fallback, started, (f"error: {exc.__class__.__name__}",))
+        text = tidy(generation, self.config.max_sentences)
+        said = [turn for role, turn in request.history if role == CUSTOMER] + [request.message]
+        context = CheckContext(passages=passages, verified_facts=tuple(request.verified_facts),
+                               customer_text=" ".join(said), question=request.message, instructions=prompt.system,
+                               shop_name=self.shop_name, max_chars=self.config.max_chars)
+        reasons = failed_checks(text, context) if text else [f"nothing usable (stopped by {generation.stopped_by})"]
+        if reasons:
+            return self._done(fallback, started, tuple(reasons), generation)
+        return self._done(Reply(text, "generated", best.score, best.passage.id), started, (), generation)
+
+    def _generate(self, prompt, deadline: float, cancel: threading.Event) -> Generation:
+        return self.backend().generate(prompt, self.config.max_new_tokens, deadline, cancel)
+
+    def _done(self, reply: Reply, started: float, rejected: Tuple[str, ...],
+              generation: Optional[Generation] = None) -> Reply:
+        raw = generation.text if generation else None
+        if rejected:
+            logger.info("generator: reply replaced by passage %s: %s; raw: %r", reply.passage_id,
+                        "; ".join(rejected), (raw or "")[:200])
+        return Reply(reply.text, reply.source, reply.score, reply.passage_id, rejected, raw,
+                     generation.new_tokens if generation else 0, time.monotonic() - started)
+
+
+_service: Optional[ReplyService] = None
+_service_lock = threading.Lock()
+
+
+def get_service() -> ReplyService:
+    """The action server's one service (and so one model) per process."""
+    global _service
+    with _service_lock:
+        if _service is None:
+            _service = ReplyService(get_config())
+        return _service
+

@@ -1,0 +1,57 @@
+"""The knowledge base and its search: what the generator is allowed to know, and how it finds it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from generator.config import get_config
+from generator.knowledge import load_passages
+from generator.retrieval import get_index
+from shop.settings import get_settings
+
+
+def test_passages_cover_the_policies_and_the_faq_with_shop_settings_filled_in(index):
+    ids = {passage.id for passage in index.passages}
+    assert {"policy.shipping", "policy.returns", "policy.contact", "faq.opened_box", "faq.marked_delivered"} <= ids
+    texts = {passage.id: passage.text for passage in index.passages}
+    assert "within 30 days of delivery" in texts["faq.opened_box"]
+    assert texts["faq.physical_store"].startswith("Northwind Goods is an online-only shop")
+    assert all("{" not in text for text in texts.values())
+
+
+def test_the_return_window_comes_from_shop_yml(tmp_path):
+    settings = replace(get_settings(), returns=replace(get_settings().returns, window_days=14))
+    texts = {passage.id: passage.text for passage in load_passages(settings)}
+    assert "within 14 days" in texts["faq.opened_box"] and "within 14 days" in texts["policy.returns"]
+
+
+def test_an_faq_entry_without_questions_is_a_configuration_error(tmp_path):
+    faq = tmp_path / "faq.yml"
+    faq.write_text("entries:\n  broken:\n    answer: We sell things.\n")
+    with pytest.raises(ValueError, match="broken"):
+        load_passages(get_settings(), faq=faq)
+
+
+@pytest.mark.parametrize("question, passage", [
+    ("can I send it back if I opened the box?", "faq.opened_box"),
+    ("my parcel says delivered but it isn't here", "faq.marked_delivered"),
+    ("how much does express delivery cost", "policy.shipping"),
+    ("can i get my money back on another card", "faq.refund_other_card"),
+    ("do u have a shop i can visit", "faq.physical_store"),
+])
+def test_questions_find_their_passage_first(index, question, passage):
+    hits = index.search(question, 3)
+    assert hits[0].passage.id == passage and hits[0].score >= get_config().min_score
+    assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True) and len(hits) == 3
+
+
+@pytest.mark.parametrize("message", ["what's the meaning of life", "tell me a joke", "asdfgh", "who won the match"])
+def test_off_topic_messages_stay_below_the_threshold(index, message):
+    assert index.search(message, 1)[0].score < get_config().min_score_unrecognised
+
+
+def test_the_index_is_built_once_per_process(index):
+    assert get_index() is get_index() is index
+    assert index.search("   ", 3) == []

@@ -1,0 +1,129 @@
+"""The reply service: the checked generation, every fallback, the time limit, and the event loop staying free."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+
+from generator.backends import Generation, GenerationError
+from generator.service import CHECK_RESERVE_S, GRACE_S, ReplyRequest, tidy
+from tests.generator.conftest import ScriptedBackend
+
+OPENED_BOX = "can I send it back if I opened the box?"
+
+
+async def test_a_reply_that_passes_the_checks_is_sent(make_service):
+    backend = ScriptedBackend("Yes! You can return it within 30 days of delivery if it is unused.")
+    reply = await make_service(backend).reply(ReplyRequest(OPENED_BOX))
+    assert reply.source == "generated" and reply.text == backend.script and reply.rejected == ()
+    assert reply.passage_id == "faq.opened_box" and reply.score > 0.9
+    assert "within 30 days of delivery" in backend.prompts[0].question  # the passage reached the model
+
+
+async def test_a_failing_reply_is_replaced_by_the_best_passage_and_the_reason_logged(make_service, caplog):
+    backend = ScriptedBackend("No, you cannot send it back. You get a full refund within 14 days.")
+    with caplog.at_level(logging.INFO, logger="generator.service"):
+        reply = await make_service(backend).reply(ReplyRequest(OPENED_BOX))
+    assert reply.source == "passage" and reply.text.startswith("Yes, opening the box is fine.")
+    assert reply.raw == backend.script and any("contradicts" in reason for reason in reply.rejected)
+    assert "replaced by passage faq.opened_box" in caplog.text and "contradicts" in caplog.text
+
+
+async def test_nothing_in_the_knowledge_base_means_no_reply_and_no_generation(make_service):
+    backend = ScriptedBackend("It will be sunny.")
+    reply = await make_service(backend).reply(ReplyRequest("what's the weather like in Paris?"))
+    assert reply.text is None and reply.source == "none" and not reply.grounded and backend.prompts == []
+
+
+async def test_the_threshold_can_be_raised_per_request(make_service):
+    service = make_service(ScriptedBackend("We ship to Norway."))
+    assert (await service.reply(ReplyRequest("do you ship to Norway?", min_score=0.99))).text is None
+
+
+async def test_a_backend_error_falls_back_to_the_passage(make_service):
+    backend = ScriptedBackend(error=GenerationError("server answered 500"))
+    reply = await make_service(backend).reply(ReplyRequest(OPENED_BOX))
+    assert reply.source == "passage" and reply.rejected == ("error: GenerationError",)
+
+
+async def test_a_timeout_falls_back_within_the_limit_and_stops_the_model(make_service):
+    backend = ScriptedBackend("Yes, within 30 days.", delay_s=3.0)
+    started = time.monotonic()
+    reply = await make_service(backend, timeout_s=0.5).reply(ReplyRequest(OPENED_BOX))
+    elapsed = time.monotonic() - started
+    assert reply.source == "passage" and reply.rejected[0].startswith("timeout")
+    assert elapsed < 0.5 + GRACE_S + 0.5
+    assert backend.cancels[0].is_set()  # the local model checks this after every token and stops
+    assert backend.deadlines[0] - started == pytest.approx(0.5 - CHECK_RESERVE_S, abs=0.3)
+
+
+async def test_generation_does_not_block_the_event_loop(make_service):
+    service = make_service(ScriptedBackend("Yes, within 30 days of delivery if it is unused.", delay_s=1.0))
+    ticks = 0
+
+    async def other_requests():
+        nonlocal ticks
+        for _ in range(10):
+            await asyncio.sleep(0.05)
+            ticks += 1
+
+    reply, _ = await asyncio.gather(service.reply(ReplyRequest(OPENED_BOX)), other_requests())
+    assert reply.source == "generated" and ticks == 10  # ten other turns were served during the generation
+
+
+async def test_switched_off_generation_answers_with_the_passage(make_service):
+    backend = ScriptedBackend("unused")
+    reply = await make_service(backend, enabled=False).reply(ReplyRequest(OPENED_BOX))
+    assert reply.source == "passage" and reply.rejected == ("generation switched off",) and backend.prompts == []
+
+
+async def test_history_and_verified_facts_reach_the_prompt(make_service):
+    backend = ScriptedBackend("Order 10002 is shipped with DHL.")
+    request = ReplyRequest("my parcel says delivered but it isn't here",
+                           history=[("customer", "hi"), ("assistant", "Hello!")],
+                           verified_facts=["order 10002 is shipped; items: 1 x Desk lamp", "carrier DHL"])
+    reply = await make_service(backend).reply(request)
+    prompt = backend.prompts[0]
+    assert prompt.history == (("customer", "hi"), ("assistant", "Hello!"))
+    assert any("order 10002 is shipped" in fact for fact in prompt.facts)
+    assert reply.source == "generated"  # its number and name come from the verified facts
+
+
+def test_tidy_keeps_whole_sentences_only():
+    cut = Generation("Yes, it is fine. You can return it within 30 days of", 20, 1.0, "deadline")
+    assert tidy(cut, 2) == "Yes, it is fine."
+    rambling = Generation("One. Two. Three.", 9, 1.0, "eos")
+    assert tidy(rambling, 2) == "One. Two."
+    assert tidy(Generation("Yes it is", 3, 1.0, "eos"), 2) == "Yes it is"
+
+
+async def test_the_service_and_its_model_are_loaded_once(make_service, monkeypatch):
+    from generator import service as module
+
+    monkeypatch.setattr(module, "_service", None)
+    monkeypatch.setattr(module, "ReplyService", lambda config: object())
+    assert module.get_service() is module.get_service()
+
+
+def test_the_knowledge_base_and_the_model_never_load_at_the_same_time(index):
+    from generator.config import get_config
+    from generator.service import ReplyService
+
+    loading, overlaps = [], []
+
+    def slow(result):
+        def load(*_):
+            overlaps.append(bool(loading))
+            loading.append(True)
+            time.sleep(0.2)
+            loading.pop()
+            return result
+        return load
+
+    service = ReplyService(get_config(), index_factory=slow(index), backend_factory=slow(ScriptedBackend()))
+    service.preload()
+    service.index(), service.backend()
+    assert overlaps == [False, False]
