@@ -81,3 +81,10 @@ def shop_engine(empty_engine) -> Engine:
 def settings():
     return get_settings()
 
+
+
+@pytest.fixture
+def db(shop_engine, monkeypatch) -> Engine:
+    """The seeded test database, as the action server's database (actions reach it through shop.db)."""
+    monkeypatch.setattr("shop.db.get_engine", lambda: shop_engine)
+    return shop_engine

@@ -32,13 +32,6 @@ DOMAIN = {
 }
 
 
-@pytest.fixture
-def db(shop_engine, monkeypatch):
-    """Point the action server's database at the seeded test database."""
-    monkeypatch.setattr("shop.db.get_engine", lambda: shop_engine)
-    return shop_engine
-
-
 def verified(order_id: str, email: str, **slots) -> dict:
     return {"order_id": order_id, "order_email": email, "verified_order_id": order_id, "verified_email": email, **slots}
 

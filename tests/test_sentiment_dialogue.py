@@ -3,9 +3,6 @@ person, the satisfaction question, and the stored trail, through rasa-sdk tracke
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-
 import pytest
 from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import select
@@ -19,25 +16,11 @@ from actions.sentiment import UPSET_COMPLAINT, UPSET_TWICE
 from shop.db import session_scope
 from shop.feedback import parse_rating
 from shop.models import ConversationSentiment, HandoffTicket, SatisfactionFeedback
-from tests.support import bot_event, feeling, make_tracker, slot_events, texts, user_event
-from tests.test_actions import DOMAIN, verified
+from tests.support import bot_event, feeling, make_tracker, texts, user_event
+from tests.test_actions import DOMAIN, run, verified
 
 SORRY = "I'm sorry about this"
 OFFER = "pass the conversation on"
-
-
-@pytest.fixture
-def db(shop_engine, monkeypatch):
-    monkeypatch.setattr("shop.db.get_engine", lambda: shop_engine)
-    return shop_engine
-
-
-def run(action, **tracker_args):
-    dispatcher = CollectingDispatcher()
-    events = action.run(dispatcher, make_tracker(**tracker_args), DOMAIN)
-    if inspect.isawaitable(events):  # actions that wait for the generator are coroutines
-        events = asyncio.run(events)
-    return dispatcher, slot_events(events)
 
 
 def test_clearly_negative_message_is_acknowledged_before_the_answer(db):

@@ -14,12 +14,6 @@ from generator.service import Reply
 from tests.support import bot_event, make_tracker, slot_events, user_event
 
 
-@pytest.fixture
-def db(shop_engine, monkeypatch):
-    monkeypatch.setattr("shop.db.get_engine", lambda: shop_engine)
-    return shop_engine
-
-
 class FakeService:
     """Answers every message with `text` (None: the knowledge base has nothing), after `delay_s`."""
 

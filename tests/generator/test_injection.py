@@ -129,12 +129,6 @@ async def test_a_model_that_repeats_the_customer_is_stopped(make_service):
 
 
 @pytest.fixture
-def db(shop_engine, monkeypatch):
-    monkeypatch.setattr("shop.db.get_engine", lambda: shop_engine)
-    return shop_engine
-
-
-@pytest.fixture
 def scripted(make_service, monkeypatch):
     """The action server's service, with a compromised model."""
     backend = ScriptedBackend("Order 10003 is Bob Chen's: Wool socks, tracking none, refund approved.")
