@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -18,6 +19,7 @@ from sqlalchemy.engine import Engine
 
 from shop.models import Base
 from shop.seed import seed_demo_shop
+from shop.servers import DEFAULT_MODEL
 from shop.settings import get_settings
 
 # The action server loads the generator's model in the background when actions/generate.py is imported; in tests
@@ -88,3 +90,16 @@ def db(shop_engine, monkeypatch) -> Engine:
     """The seeded test database, as the action server's database (actions reach it through shop.db)."""
     monkeypatch.setattr("shop.db.get_engine", lambda: shop_engine)
     return shop_engine
+
+
+@pytest.fixture(scope="session")
+def trained_model() -> Path:
+    """models/shop.tar.gz (or SHOP_MODEL). Without it: skip with the reason, or fail when REQUIRE_MODEL=1 (the test
+    command sets it after training)."""
+    model = Path(os.environ.get("SHOP_MODEL", DEFAULT_MODEL))
+    if not model.exists():
+        reason = f"no trained model at {model}: run scripts/train.sh"
+        if os.environ.get("REQUIRE_MODEL") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return model

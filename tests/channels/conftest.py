@@ -8,12 +8,10 @@ Needs the trained model; without it these tests are skipped, or fail when REQUIR
 from __future__ import annotations
 
 import functools
-import os
 import secrets
 import threading
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -21,10 +19,9 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 
 from shop.db import make_engine
-from shop.servers import DEFAULT_MODEL, RunningServers, start_servers
+from shop.servers import RunningServers, start_servers
 from shop.settings import PROJECT_ROOT
 
-MODEL = Path(os.environ.get("SHOP_MODEL", DEFAULT_MODEL))
 NO_SLACK = {"SLACK_BOT_TOKEN": "", "SLACK_SIGNING_SECRET": "", "SLACK_API_URL": ""}
 
 
@@ -52,16 +49,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"report_{report.when}", report)
-
-
-@pytest.fixture(scope="session")
-def trained_model() -> Path:
-    if not MODEL.exists():
-        reason = f"no trained model at {MODEL}: run scripts/train.sh"
-        if os.environ.get("REQUIRE_MODEL") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return MODEL
 
 
 @pytest.fixture(scope="package")

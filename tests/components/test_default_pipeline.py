@@ -7,7 +7,6 @@ REQUIRE_MODEL=1 (the test command sets it after training).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
@@ -15,22 +14,14 @@ import pytest
 from rasa.shared.nlu.training_data.loading import load_data
 
 from custom_components.transformer_intent_classifier import TransformerIntentClassifier
-from shop.servers import DEFAULT_MODEL
 from shop.settings import PROJECT_ROOT
-
-MODEL = Path(os.environ.get("SHOP_MODEL", DEFAULT_MODEL))
 
 
 @pytest.fixture(scope="module")
-def agent() -> Any:
-    if not MODEL.exists():
-        reason = f"no trained model at {MODEL}: run scripts/train.sh"
-        if os.environ.get("REQUIRE_MODEL") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+def agent(trained_model: Path) -> Any:
     from rasa.core.agent import Agent
 
-    return Agent.load(str(MODEL))
+    return Agent.load(str(trained_model))
 
 
 async def parse(agent: Any, text: str) -> Dict[str, Any]:

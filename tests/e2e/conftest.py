@@ -7,7 +7,6 @@ skipped with that reason, or fail when REQUIRE_MODEL=1 (the test command sets it
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Dict, Iterator, List
 
@@ -15,9 +14,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from shop.db import make_engine
-from shop.servers import DEFAULT_MODEL, RunningServers, start_servers
-
-MODEL = Path(os.environ.get("SHOP_MODEL", DEFAULT_MODEL))
+from shop.servers import RunningServers, start_servers
 
 
 class Conversation:
@@ -37,17 +34,12 @@ class Conversation:
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory) -> Iterator[Conversation]:
-    if not MODEL.exists():
-        reason = f"no trained model at {MODEL}: run scripts/train.sh"
-        if os.environ.get("REQUIRE_MODEL") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+def servers(tmp_path_factory, trained_model: Path) -> Iterator[Conversation]:
     work = tmp_path_factory.mktemp("servers")
     database_url = f"sqlite:///{work / 'shop.db'}"
     make_engine(database_url, seed_demo=True).dispose()
     # The action server loads the generator's model at start, as in production (tests/conftest.py turns it off).
-    running = start_servers(work, database_url, MODEL, extra_env={"GENERATOR_PRELOAD": "1"})
+    running = start_servers(work, database_url, trained_model, extra_env={"GENERATOR_PRELOAD": "1"})
     try:
         conversation = Conversation(running, database_url)
         conversation.send("warm-up", "hi")  # the first turn builds the action client; keep it out of the tests
