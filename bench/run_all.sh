@@ -15,4 +15,7 @@ python -m bench.sentiment
 echo "== generator: load, decoding speed, reply latency through the action server, right facts, rejections"
 python -m bench.generator
 
+echo "== intent: the transformer intent classifier and the DIET baseline (BANKING77, cross-validation, out of scope; ~1 h)"
+python -m bench.intent
+
 python -m bench.report
