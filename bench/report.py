@@ -45,16 +45,16 @@ def pct(value: float) -> str:
 
 def sentiment_rows(r: Dict) -> List[str]:
     systems, ratios, parse = r["systems"], r["ratios_ours_to_vader"], r["parse"]
-    order = ("sentiment_analyzer", "sentiment_analyzer_fp32", "vader")
+    order = ("sentiment_analyzer", "sentiment_analyzer_int8", "sentiment_analyzer_fp32", "vader")
 
     def row(name: str, cell, ratio) -> str:
         return f"| {name} | " + " | ".join(cell(systems[system]) for system in order) + f" | {ratio} |"
 
     lines = [f"**Sentiment** (`python -m bench.sentiment`, {r['machine']['cpus']} CPUs, {r['measured_at']}; "
              f"NLU pipeline of the parsed model: {', '.join(parse['nlu_pipeline'])})", "",
-             "| measure | SentimentAnalyzer (int8, default) | SentimentAnalyzer (fp32) | VADER "
-             "| ratio default / VADER |",
-             "| --- | --- | --- | --- | --- |",
+             f"| measure | SentimentAnalyzer (default: {systems['sentiment_analyzer']['precision']}) | "
+             "SentimentAnalyzer (int8) | SentimentAnalyzer (fp32) | VADER | ratio default / VADER |",
+             "| --- | --- | --- | --- | --- | --- |",
              row("SST-2 dev accuracy (872)", lambda s: pct(s["sst2_dev_accuracy"]), ratios["sst2_dev_accuracy"]),
              row("TweetEval validation macro-recall (2,000)", lambda s: pct(s["tweeteval_val_macro_recall"]),
                  ratios["tweeteval_val_macro_recall"]),
@@ -64,7 +64,7 @@ def sentiment_rows(r: Dict) -> List[str]:
              row("latency per message p50 / p95", lambda s: "{p50:.2f} / {p95:.2f} ms".format(**s["per_message_ms"]),
                  ratios["per_message_p50"]),
              f"| NLU parse p50 with / without the component | {parse['parse_with_ms']['p50']} / "
-             f"{parse['parse_without_ms']['p50']} ms: **+{parse['added_p50_ms']} ms** | | | |"]
+             f"{parse['parse_without_ms']['p50']} ms: **+{parse['added_p50_ms']} ms** | | | | |"]
     names = {"sst2_dev_accuracy": "SST-2 dev accuracy", "tweeteval_val_macro_recall": "TweetEval macro-recall",
              "added_parse_p50_ms": "added parse p50"}
     verdicts = []

@@ -12,6 +12,7 @@ import torch
 from rasa.engine.graph import ExecutionContext, GraphSchema
 from rasa.engine.storage.local_model_storage import LocalModelStorage
 from rasa.engine.storage.resource import Resource
+from rasa.shared.exceptions import InvalidConfigException
 from rasa.shared.nlu.constants import ENTITIES, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
@@ -61,6 +62,22 @@ def test_loaded_model_does_not_need_the_repository_weights(tmp_path, monkeypatch
 def test_missing_weights_fail_training_with_the_command_to_make_them(tmp_path):
     with pytest.raises(FileNotFoundError, match="sentiment_train"):
         trained(tmp_path, weights=str(tmp_path / "nothing.safetensors"))
+
+
+def test_an_unknown_precision_stops_training_with_the_choices(tmp_path):
+    with pytest.raises(InvalidConfigException, match="precision 'fp16' is not one of auto, bf16, int8, fp32"):
+        trained(tmp_path, precision="fp16")
+
+
+def test_reduced_precisions_agree_with_full_precision():
+    texts = ["this is the worst shop ever, my parcel is lost again", "thank you so much, that was quick",
+             "what are your opening hours", "the lamp arrived broken and I am furious", "brilliant service"]
+    full = SentimentClassifier.load(precision="fp32").predict(texts)
+    for precision, tolerance in (("bf16", 0.02), ("int8", 0.2)):  # int8 rounds far more coarsely than bf16
+        reduced = SentimentClassifier.load(precision=precision).predict(texts)
+        assert [s.label for s in reduced] == [s.label for s in full]
+        for ours, reference in zip(reduced, full, strict=True):
+            assert ours.scores == pytest.approx(reference.scores, abs=tolerance)
 
 
 def test_output_format_in_the_parse_result(analyzer):
@@ -119,9 +136,9 @@ def test_long_text_keeps_its_start_and_its_end(analyzer):
     assert parse(analyzer, text).get("sentiment")["label"] == "negative"
 
 
-@pytest.mark.parametrize("quantize", [True, False])
-def test_a_text_scores_the_same_alone_and_in_a_batch(quantize):
-    classifier = SentimentClassifier.load(quantize=quantize)
+@pytest.mark.parametrize("precision", ["int8", "bf16", "fp32"])
+def test_a_text_scores_the_same_alone_and_in_a_batch(precision):
+    classifier = SentimentClassifier.load(precision=precision)
     texts = ["great, thanks", "the lamp is broken", "what are your opening hours", "ok"]
     one_by_one = [classifier.predict([text])[0].scores for text in texts]
     batched = [sentiment.scores for sentiment in classifier.predict(texts)]
