@@ -472,7 +472,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["banking77", "project"], help="run one of the two benchmarks")
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--banking77-epochs-transformer", type=int, default=6)
+    parser.add_argument("--banking77-epochs-transformer", type=int, default=9)
     parser.add_argument("--banking77-epochs-diet", type=int, default=10)
     parser.add_argument("--timing-samples", type=int, default=300, help="messages timed one by one")
     parser.add_argument("--smoke", action="store_true",

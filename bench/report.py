@@ -154,7 +154,7 @@ def intent_rows(r: Dict) -> List[str]:
             row("out-of-scope messages ending in nlu_fallback itself", [pct(t["chosen"]["oos_nlu_fallback_share"]),
                                                                         pct(d["chosen"]["oos_nlu_fallback_share"])],
                 points(t["chosen"]["oos_nlu_fallback_share"], d["chosen"]["oos_nlu_fallback_share"])),
-            row("in-scope accuracy / out-of-scope recall at the configured threshold",
+            row("in-scope accuracy / out-of-scope recall at the threshold configured during the run",
                 [f"{pct(t['configured']['in_scope_accuracy'])} / {pct(t['configured']['oos_recall'])} "
                  f"({t['configured']['threshold']})",
                  f"{pct(d['configured']['in_scope_accuracy'])} / {pct(d['configured']['oos_recall'])} "
