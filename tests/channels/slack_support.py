@@ -98,6 +98,18 @@ class SlackWebApi:
                                      f"{[p.get('text') for p in self.posts(channel)]}")
             return self.posts(channel)
 
+    def wait_for_post_containing(self, channel: str, text: str, timeout_s: float = 60) -> Dict[str, Any]:
+        """The first post to `channel` whose text contains `text`: a conversation's answer, whatever came before it
+        (an acknowledgement of an upset message, for example)."""
+        def matching() -> List[Dict[str, Any]]:
+            return [post for post in self.posts(channel) if text in (post.get("text") or "")]
+
+        with self._changed:
+            if not self._changed.wait_for(lambda: matching(), timeout=timeout_s):
+                raise AssertionError(f"no post to {channel} containing {text!r} within {timeout_s} s, got "
+                                     f"{[p.get('text') for p in self.posts(channel)]}")
+            return matching()[0]
+
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
