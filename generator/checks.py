@@ -282,16 +282,17 @@ def check_facts(reply: str, ctx: CheckContext) -> Optional[str]:
     unsupported = sorted(numbers_in(without_emails) - ctx.source_numbers)
     if unsupported:
         return f"unsupported number {unsupported[0]!r}"
-    for match in CURRENCY.finditer(reply):
-        if not ctx.supports(match.group(0)):
-            return f"unsupported currency {match.group(0)!r}"
-    for match in TIME_WORDS.finditer(reply):
-        if not ctx.supports(match.group(0)):
-            return f"unsupported date or time {match.group(0)!r}"
-    for match in DURATION.finditer(numerals(reply)):
-        if not ctx.supports(match.group(0)):
-            return f"unsupported duration {match.group(0)!r}"
+    for kind, pattern, text in (("currency", CURRENCY, reply), ("date or time", TIME_WORDS, reply),
+                                ("duration", DURATION, numerals(reply))):
+        found = first_unsupported(pattern, text, ctx)
+        if found:
+            return f"unsupported {kind} {found!r}"
     return None
+
+
+def first_unsupported(pattern: re.Pattern, text: str, ctx: CheckContext) -> Optional[str]:
+    """The first match of pattern in text that the sources do not support, if any."""
+    return next((match.group(0) for match in pattern.finditer(text) if not ctx.supports(match.group(0))), None)
 
 
 def check_names(reply: str, ctx: CheckContext) -> Optional[str]:
@@ -321,13 +322,10 @@ def check_promises(reply: str, ctx: CheckContext) -> Optional[str]:
     claim = ACTION_CLAIM.search(reply)
     if claim:
         return f"claims an action it cannot take ({claim.group(0)!r})"
-    for term in PROMISE_TERMS:
-        for match in term.finditer(reply):
-            if not ctx.supports(match.group(0)):
-                return f"unsupported promise {match.group(0)!r}"
-    for match in GENERALISATION.finditer(reply):
-        if not ctx.supports(match.group(0)):
-            return f"unsupported generalisation {match.group(0)!r}"
+    for kind, pattern in [*(("promise", term) for term in PROMISE_TERMS), ("generalisation", GENERALISATION)]:
+        found = first_unsupported(pattern, reply, ctx)
+        if found:
+            return f"unsupported {kind} {found!r}"
     for sentence in sentences(reply):
         if COMMITMENT.search(sentence):
             missing = [word for word in content_words(sentence)

@@ -9,7 +9,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 from urllib.parse import parse_qs, urlencode
 
 
@@ -92,23 +92,24 @@ class SlackWebApi:
 
     def wait_for_posts(self, channel: str, count: int, timeout_s: float = 60) -> List[Dict[str, Any]]:
         """The posts to `channel` once there are at least `count` (fails after `timeout_s`)."""
-        with self._changed:
-            if not self._changed.wait_for(lambda: len(self.posts(channel)) >= count, timeout=timeout_s):
-                raise AssertionError(f"{count} posts to {channel} expected within {timeout_s} s, got "
-                                     f"{[p.get('text') for p in self.posts(channel)]}")
-            return self.posts(channel)
+        return self._wait_for(channel, lambda posts: posts if len(posts) >= count else None,
+                              f"{count} posts", timeout_s)
 
     def wait_for_post_containing(self, channel: str, text: str, timeout_s: float = 60) -> Dict[str, Any]:
         """The first post to `channel` whose text contains `text`: a conversation's answer, whatever came before it
         (an acknowledgement of an upset message, for example)."""
-        def matching() -> List[Dict[str, Any]]:
-            return [post for post in self.posts(channel) if text in (post.get("text") or "")]
+        return self._wait_for(channel, lambda posts: next((post for post in posts
+                                                           if text in (post.get("text") or "")), None),
+                              f"a post containing {text!r}", timeout_s)
 
+    def _wait_for(self, channel: str, found: Callable[[List[Dict[str, Any]]], Any], expected: str,
+                  timeout_s: float) -> Any:
+        """What `found` returns for the posts to `channel` as soon as it is not None (fails after `timeout_s`)."""
         with self._changed:
-            if not self._changed.wait_for(lambda: matching(), timeout=timeout_s):
-                raise AssertionError(f"no post to {channel} containing {text!r} within {timeout_s} s, got "
+            if not self._changed.wait_for(lambda: found(self.posts(channel)) is not None, timeout=timeout_s):
+                raise AssertionError(f"{expected} to {channel} expected within {timeout_s} s, got "
                                      f"{[p.get('text') for p in self.posts(channel)]}")
-            return matching()[0]
+            return found(self.posts(channel))
 
     def close(self) -> None:
         self._server.shutdown()
