@@ -189,9 +189,9 @@ class SentimentClassifier:
     @classmethod
     def load(cls, weights_path: Path = DEFAULT_WEIGHTS, encoder_dir: Optional[Path] = None,
              max_tokens: int = 128, precision: str = "fp32", num_threads: Optional[int] = None) -> SentimentClassifier:
-        """`precision` (PRECISIONS): `fp32` as trained; `bf16` halves the work where the CPU or GPU multiplies
+        """`precision` (PRECISIONS): `fp32` as trained; `bf16` is faster where the CPU multiplies
         bfloat16 natively and keeps the fp32 answers to a few tenths of a point; `int8` (dynamic quantization of
-        the linear layers) is as fast on any CPU but costs about two points on SST-2; `auto` takes bf16 where it is
+        the linear layers) is the fastest on any CPU but costs about two points on SST-2; `auto` takes bf16 where it is
         native, else int8. Reduced precision predicts one text at a time, so that a text's scores never depend on
         what it was batched with (int8 scales by the batch's range; padding changes bf16's rounding).
         `num_threads` sets torch's threads for the whole process; None leaves them alone."""
