@@ -344,24 +344,36 @@ def banking77(work: Path, args: argparse.Namespace) -> Dict[str, Any]:
     return results
 
 
-def project(work: Path, args: argparse.Namespace) -> Dict[str, Any]:
+def project_folds(work: Path, folds: int) -> Tuple[List[Any], List[str], List[Dict[str, Any]]]:
+    """data/nlu.yml's intent examples, their intents, and the seeded stratified folds (training data written to
+    work/fold<i>.yml): the same split wherever it is asked for, so bench.intent_recipes chooses on these folds."""
     from rasa.shared.nlu.training_data.loading import load_data
     from sklearn.model_selection import StratifiedKFold
 
     data = load_data(str(PROJECT_ROOT / "data" / "nlu.yml"))
     examples = data.intent_examples
     intents = [example.get("intent") for example in examples]
-    out_of_scope = read_out_of_scope()
-    tune_rows = set(np.random.default_rng(SEED).permutation(len(out_of_scope))[: len(out_of_scope) // 2].tolist())
-    splitter = StratifiedKFold(n_splits=args.folds, shuffle=True, random_state=SEED)
-    folds = []
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=SEED)
+    split = []
     for index, (train_rows, test_rows) in enumerate(splitter.split(np.zeros(len(examples)), intents)):
         nlu = write_nlu(work / f"fold{index}.yml", [examples[row] for row in train_rows], data.regex_features)
-        folds.append({"index": index, "nlu": str(nlu), "rows": test_rows.tolist(),
+        split.append({"index": index, "nlu": str(nlu), "rows": test_rows.tolist(),
                       "texts": [examples[row].get("text") for row in test_rows]})
+    return examples, intents, split
+
+
+def dev_fold_count(folds: int) -> int:
+    """The first 40 % of the folds choose (the threshold here, the epochs in bench.intent_recipes)."""
+    return max(1, round(folds * 0.4))
+
+
+def project(work: Path, args: argparse.Namespace) -> Dict[str, Any]:
+    examples, intents, folds = project_folds(work, args.folds)
+    out_of_scope = read_out_of_scope()
+    tune_rows = set(np.random.default_rng(SEED).permutation(len(out_of_scope))[: len(out_of_scope) // 2].tolist())
     gold_entities = [sorted([entity["entity"], entity["start"], entity["end"]]
                             for entity in example.get("entities") or []) for example in examples]
-    dev_folds = max(1, round(args.folds * 0.4))
+    dev_folds = dev_fold_count(args.folds)
 
     results: Dict[str, Any] = {
         "examples": len(examples), "intents": len(set(intents)), "folds": args.folds, "seed": SEED,

@@ -236,8 +236,40 @@ def generator_rows(r: Dict) -> List[str]:
     return lines
 
 
+def intent_recipe_rows(r: Dict) -> List[str]:
+    """How the epoch settings were chosen: each candidate on data the intent benchmark does not score."""
+    lines = [f"**Intent classifier settings chosen on validation data** (`{r['command']}`, {r['machine']['cpus']} "
+             f"CPUs, {r['measured_at']}; total {r['wall_s'] / 60:.0f} min; the pipeline of `{r['pipeline']}` with "
+             "only `epochs` changed)", "", "| data | scored on | epochs: accuracy (training time) | chosen |",
+             "| --- | --- | --- | --- |"]
+    for name, label, scored_on, timing in (
+            ("banking77", "BANKING77", lambda b: f"{b['validation_examples']:,} messages held out of train.csv "
+                                                f"({b['split']})", lambda c: f"{c['train_s']:.0f} s"),
+            ("project", "`data/nlu.yml`", lambda b: f"{b['scored_on']} of bench.intent's {b['folds']} folds",
+             lambda c: f"{sum(c['train_s_per_fold']) / len(c['train_s_per_fold']):.0f} s a fold")):
+        if name in r:
+            b = r[name]
+            cells = ", ".join(f"{epochs}: {pct(c['accuracy'])} ({timing(c)})" for epochs, c in b["candidates"].items())
+            tied = ", ".join(map(str, b["within_one_standard_error"]))
+            lines.append(f"| {label} | {scored_on(b)} | {cells} | {b['chosen']} epochs (one standard error "
+                         f"{pct(b['standard_error'])}; within it: {tied}) |")
+    return lines
+
+
+def encoder_rows(r: Dict) -> List[str]:
+    """The bare forward pass of each network whose weights are installable here, against the latency budgets."""
+    names = [name for name in r if isinstance(r[name], dict) and "fp32" in r[name]]
+    lines = [f"**Networks in reach, one message, forward pass only** (`{r['command']}`, {r['machine']['cpus']} CPUs, "
+             f"{r['torch_threads']} torch threads, {r['measured_at']}; budgets: "
+             + ", ".join(f"{what} {value:.0f} ms" for what, value in r["budgets_ms"].items()) + ")", "",
+             "| network | parameters | fp32 p50 / p95 | bf16 p50 / p95 |", "| --- | --- | --- | --- |"]
+    lines += [f"| {name} | {r[name]['parameters_millions']} M ({r[name]['layers']} layers x {r[name]['hidden_size']}) "
+              f"| {ms(r[name]['fp32'])} | {ms(r[name]['bf16'])} |" for name in names]
+    return lines
+
+
 RENDERERS = {"foundation": foundation_rows, "sentiment": sentiment_rows, "intent": intent_rows,
-             "generator": generator_rows}
+             "intent-recipes": intent_recipe_rows, "encoders": encoder_rows, "generator": generator_rows}
 
 
 def render() -> str:

@@ -35,6 +35,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from torch import nn  # noqa: E402
 
+from custom_components.encoder import bf16_is_native  # noqa: E402
 from custom_components.sentiment_model import (  # noqa: E402
     DEFAULT_WEIGHTS,
     LABELS,
@@ -197,6 +198,9 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
     print(f"training {sum(p.numel() for p in parameters):,} parameters of layers {first}-5 and the head on "
           f"{len(texts):,} texts ({len(sst2.texts):,} SST-2, {len(tweets.texts):,} TweetEval), "
           f"{args.epochs} epochs, {steps:,} steps", flush=True)
+    use_bf16 = args.precision == "bf16" or (args.precision == "auto" and bf16_is_native(torch.device("cpu")))
+    print(f"matrix products in {'bf16 (autocast)' if use_bf16 else 'fp32'}; weights and optimiser stay fp32",
+          flush=True)
     step, running = 0, 0.0
     net.train()
     for epoch in range(args.epochs):
@@ -206,7 +210,9 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
             for row, i in enumerate(batch):
                 hidden[row, :lengths[i]] = states[i].float()
             mask = (torch.arange(width) < torch.tensor([lengths[i] for i in batch]).unsqueeze(1)).long()
-            loss = loss_fn(classify_hidden(net, hidden, mask, first), labels[batch], binary[batch], weights[batch])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+                logits = classify_hidden(net, hidden, mask, first)
+            loss = loss_fn(logits.float(), labels[batch], binary[batch], weights[batch])
             loss.backward()
             nn.utils.clip_grad_norm_(parameters, 1.0)
             optimizer.step()
@@ -224,7 +230,8 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
     train_minutes = (time.time() - started) / 60
     save_weights(args.out, net.eval(), lora, args.encoder_dir)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB) after {train_minutes:.1f} min", flush=True)
-    return {"lora": lora, "tweeteval_class_weights": [round(w, 4) for w in tweet_weights],
+    return {"lora": lora, "training_precision": "bf16" if use_bf16 else "fp32",
+            "tweeteval_class_weights": [round(w, 4) for w in tweet_weights],
             "train_minutes": round(train_minutes, 1), "steps": steps, "datasets": [sst2, tweets]}
 
 
@@ -252,6 +259,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--lora-layers", type=int, default=3, choices=range(1, 7), help="the top N encoder layers")
     parser.add_argument("--max-tokens", type=int, default=80)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="fp32",
+                        help="fp32 (the default) reproduces the committed weights; bf16 autocast trains ~1.5x faster "
+                             "on a CPU with native bf16 (auto: bf16 there, else fp32) but gives other weights")
     parser.add_argument("--limit", type=int, default=0, help="train on at most N texts of each set (smoke runs)")
     parser.add_argument("--no-eval", action="store_true", help="skip scoring SST-2 dev and TweetEval validation")
     args = parser.parse_args(argv)
