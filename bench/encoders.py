@@ -41,14 +41,14 @@ def encoders() -> Dict[str, Path]:
             "SmolLM2-135M-Instruct": ensure_prepared(get_config())}
 
 
-def measure(path: Path, repeats: int) -> Dict[str, Any]:
+def measure(name: str, path: Path, repeats: int) -> Dict[str, Any]:
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModel.from_pretrained(path, torch_dtype=torch.float32).eval()
     result: Dict[str, Any] = {"parameters_millions": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
                               "layers": model.config.num_hidden_layers, "hidden_size": model.config.hidden_size}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         model = model.to(dtype)
         samples: List[float] = []
         with torch.inference_mode():
@@ -58,8 +58,8 @@ def measure(path: Path, repeats: int) -> Dict[str, Any]:
                 model(**inputs)
                 if index >= WARM_UP:
                     samples.append(time.perf_counter() - started)
-        result[name] = percentiles_ms(samples)
-        print(f"  {path.name} {name}: p50 {result[name]['p50']} ms", flush=True)
+        result[precision] = percentiles_ms(samples)
+        print(f"  {name} {precision}: p50 {result[precision]['p50']} ms", flush=True)
     return result
 
 
@@ -72,7 +72,7 @@ def main(argv: List[str] | None = None) -> None:
                                "budgets_ms": {"intent classifier, p50": 15.0, "sentiment, added per parse": 10.0}}
     for name, path in encoders().items():
         print(f"== {name}", flush=True)
-        results[name] = measure(path, args.repeats)
+        results[name] = measure(name, path, args.repeats)
     write_results("encoders", results)
 
 

@@ -18,4 +18,10 @@ python -m bench.generator
 echo "== intent: the transformer intent classifier and the DIET baseline (BANKING77, cross-validation, out of scope; ~1 h)"
 python -m bench.intent
 
+echo "== intent recipes: the epoch settings chosen on validation data the intent benchmark does not score (~30 min)"
+python -m bench.intent_recipes
+
+echo "== encoders: one message's forward pass through each network installable here, against the latency budgets"
+python -m bench.encoders
+
 python -m bench.report
