@@ -40,10 +40,14 @@ def machine() -> Dict[str, Any]:
     return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
 
 
+def timestamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
 def write_results(name: str, results: Dict[str, Any]) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
-    results = {"benchmark": name, "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    results = {"benchmark": name, "measured_at": timestamp(),
                "machine": machine(), **results}
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {path}")

@@ -14,7 +14,7 @@ side by side in one run on one machine, both trained with `rasa train nlu`'s own
 Every training and evaluation runs in its own worker process (`--worker`) so that peak memory is measured per
 pipeline and one pipeline's libraries cannot slow the other. Writes bench/results/intent.json.
 
-    python -m bench.intent [--only banking77|project] [--folds 5] [--smoke]
+    python -m bench.intent [--only banking77|project|seeds] [--seeds 1 2] [--folds 5] [--smoke]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import yaml
 
-from bench.common import RESULTS_DIR, percentiles_ms, write_results
+from bench.common import RESULTS_DIR, percentiles_ms, timestamp, write_results
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BANKING77 = PROJECT_ROOT / ".." / "shared" / "data" / "banking77"
@@ -344,6 +344,35 @@ def banking77(work: Path, args: argparse.Namespace) -> Dict[str, Any]:
     return results
 
 
+def banking77_seeds(work: Path, args: argparse.Namespace) -> Dict[str, Any]:
+    """The transformer's BANKING77 run again with other random seeds (same data, epochs and machine): how far its test
+    accuracy moves between runs that differ only in the seed, which says how much one run's figure can be trusted."""
+    from rasa.shared.nlu.training_data.message import Message
+
+    started = time.perf_counter()
+    train_texts, train_intents = read_banking77("train", args.banking77_train_limit)
+    test_texts, test_intents = read_banking77("test", args.banking77_test_limit)
+    nlu = write_nlu(work / "banking77.yml", [Message(data={"text": text, "intent": intent})
+                                             for text, intent in zip(train_texts, train_intents, strict=True)])
+    by_seed: Dict[str, Dict[str, float]] = {}
+    for seed in args.seeds:
+        print(f"== BANKING77, transformer with random_seed {seed}: training ({args.banking77_epochs_transformer} "
+              f"epochs)", flush=True)
+        config = work / f"banking77-seed{seed}.yml"
+        write_config(config, "transformer", {"epochs": args.banking77_epochs_transformer, "random_seed": seed})
+        trained = run_worker({"kind": "train", "config": str(config), "nlu": str(nlu), "out": str(work),
+                              "name": f"banking77-seed{seed}"}, work, f"banking77-seed{seed}-train")
+        evaluated = run_worker({"kind": "evaluate", "model": trained["model"], "texts": test_texts, "timing_samples": 0,
+                                "classifier": PIPELINES["transformer"]["classifier"]}, work,
+                               f"banking77-seed{seed}-evaluate")
+        predicted = [top_intent(entry) or "" for entry in evaluated["predictions"]]
+        by_seed[str(seed)] = {**classification_metrics(test_intents, predicted), "train_s": trained["train_s"]}
+        print(f"   accuracy {by_seed[str(seed)]['accuracy']}", flush=True)
+    return {"command": "python -m bench.intent " + " ".join(sys.argv[1:]), "measured_at": timestamp(),
+            "epochs": args.banking77_epochs_transformer, "by_seed": by_seed,
+            "wall_s": round(time.perf_counter() - started)}
+
+
 def project_folds(work: Path, folds: int) -> Tuple[List[Any], List[str], List[Dict[str, Any]]]:
     """data/nlu.yml's intent examples, their intents, and the seeded stratified folds (training data written to
     work/fold<i>.yml): the same split wherever it is asked for, so bench.intent_recipes chooses on these folds."""
@@ -482,7 +511,11 @@ def targets(results: Dict[str, Any]) -> Dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["banking77", "project"], help="run one of the two benchmarks")
+    parser.add_argument("--only", choices=["banking77", "project", "seeds"],
+                        help="run one of the two benchmarks, or only the --seeds reruns (kept beside the last results)")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[],
+                        help="also train and test the transformer on BANKING77 with these random seeds (run-to-run "
+                             "spread; ~8 min each)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--banking77-epochs-transformer", type=int, default=9)
     parser.add_argument("--banking77-epochs-diet", type=int, default=10)
@@ -501,6 +534,18 @@ def main() -> None:
         args.banking77_epochs_transformer = args.banking77_epochs_diet = 1
         args.banking77_train_limit, args.banking77_test_limit = 600, 300
 
+    name = "intent-smoke" if args.smoke else "intent"
+    previous = RESULTS_DIR / f"{name}.json"
+    if args.only == "seeds":  # added to the last full results, which keep their own command and timings
+        if not previous.exists() or not args.seeds:
+            raise SystemExit(f"--only seeds needs --seeds and an earlier {previous}")
+        earlier = json.loads(previous.read_text())
+        with tempfile.TemporaryDirectory(prefix="bench-intent-") as tmp:
+            earlier["banking77_seeds"] = banking77_seeds(Path(tmp), args)
+        previous.write_text(json.dumps(earlier, indent=2) + "\n")
+        print(f"wrote {previous}")
+        return
+
     command = "python -m bench.intent " + " ".join(sys.argv[1:])
     results: Dict[str, Any] = {"command": command.strip(), "load_average_at_start": list(os.getloadavg())}
     with tempfile.TemporaryDirectory(prefix="bench-intent-") as tmp:
@@ -508,15 +553,15 @@ def main() -> None:
         started = time.perf_counter()
         if args.only in (None, "banking77"):
             results["banking77"] = banking77(work, args)
+            if args.seeds:
+                results["banking77_seeds"] = banking77_seeds(work, args)
         if args.only in (None, "project"):
             results["project"] = project(work, args)
         results["wall_s"] = round(time.perf_counter() - started)
     results["load_average_at_end"] = list(os.getloadavg())
-    name = "intent-smoke" if args.smoke else "intent"
-    previous = RESULTS_DIR / f"{name}.json"
     if args.only and previous.exists():  # --only updates one half and keeps the other
         earlier = json.loads(previous.read_text())
-        kept = {key: earlier[key] for key in ("banking77", "project") if key in earlier}
+        kept = {key: earlier[key] for key in ("banking77", "banking77_seeds", "project") if key in earlier}
         results = {**kept, **results}
     results["targets"] = targets(results)
     write_results(name, results)

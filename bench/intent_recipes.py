@@ -11,12 +11,14 @@ worker process, as in bench.intent. The most accurate candidate is chosen; the r
 of that accuracy and the candidates within it, because with ~1,000 validation messages (BANKING77) or ~220 (the
 project's folds) differences of less than that are within sampling noise. Writes bench/results/intent-recipes.json.
 
-    python -m bench.intent_recipes [--banking77-epochs 6 9 12] [--project-epochs 10 30 50] [--only banking77|project]
+    python -m bench.intent_recipes [--banking77-epochs 6 9 12] [--project-epochs 10 30 50 80 120]
+                                   [--only banking77|project]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import tempfile
@@ -24,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
-from bench.common import write_results
+from bench.common import RESULTS_DIR, timestamp, write_results
 from bench.intent import (
     PIPELINES,
     SEED,
@@ -104,7 +106,7 @@ def project(work: Path, candidates: Sequence[int]) -> Dict[str, Any]:
 def main(argv: List[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--banking77-epochs", type=int, nargs="+", default=[6, 9, 12])
-    parser.add_argument("--project-epochs", type=int, nargs="+", default=[10, 30, 50])
+    parser.add_argument("--project-epochs", type=int, nargs="+", default=[10, 30, 50, 80, 120])
     parser.add_argument("--only", choices=["banking77", "project"])
     args = parser.parse_args(argv)
     results: Dict[str, Any] = {"command": " ".join(["python -m bench.intent_recipes", *(argv or sys.argv[1:])]),
@@ -116,6 +118,16 @@ def main(argv: List[str] | None = None) -> None:
         if args.only in (None, "project"):
             results["project"] = project(Path(tmp), args.project_epochs)
     results["wall_s"] = round(time.perf_counter() - started)
+    previous = RESULTS_DIR / "intent-recipes.json"
+    if args.only and previous.exists():  # --only updates one part and keeps the other, with its own command
+        earlier = json.loads(previous.read_text())
+        other = "project" if args.only == "banking77" else "banking77"
+        if other in earlier:
+            results[other] = {**earlier[other], "command": earlier[other].get("command", earlier["command"]),
+                              "measured_at": earlier[other].get("measured_at", earlier["measured_at"])}
+    for part in ("banking77", "project"):
+        if part in results and "command" not in results[part]:
+            results[part].update(command=results["command"], measured_at=timestamp())
     write_results("intent-recipes", results)
 
 
