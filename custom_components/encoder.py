@@ -77,6 +77,11 @@ def bf16_is_native(device: torch.device) -> bool:
     return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
 
 
+def autocast_bf16(precision: str, device: torch.device) -> bool:
+    """Whether training should autocast to bf16: `bf16` always, `auto` where bf16 is native here, `fp32` never."""
+    return precision == "bf16" or (precision == "auto" and bf16_is_native(device))
+
+
 def configure_threads(num_threads: int) -> None:
     """Sets PyTorch's intra-op thread count for the whole process; 0 keeps PyTorch's choice (one per core)."""
     if num_threads > 0 and torch.get_num_threads() != num_threads:

@@ -35,7 +35,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from torch import nn  # noqa: E402
 
-from custom_components.encoder import bf16_is_native  # noqa: E402
+from custom_components.encoder import autocast_bf16  # noqa: E402
 from custom_components.sentiment_model import (  # noqa: E402
     DEFAULT_WEIGHTS,
     LABELS,
@@ -198,7 +198,7 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
     print(f"training {sum(p.numel() for p in parameters):,} parameters of layers {first}-5 and the head on "
           f"{len(texts):,} texts ({len(sst2.texts):,} SST-2, {len(tweets.texts):,} TweetEval), "
           f"{args.epochs} epochs, {steps:,} steps", flush=True)
-    use_bf16 = args.precision == "bf16" or (args.precision == "auto" and bf16_is_native(torch.device("cpu")))
+    use_bf16 = autocast_bf16(args.precision, torch.device("cpu"))
     print(f"matrix products in {'bf16 (autocast)' if use_bf16 else 'fp32'}; weights and optimiser stay fp32",
           flush=True)
     step, running = 0, 0.0

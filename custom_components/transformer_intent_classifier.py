@@ -43,7 +43,7 @@ from torch.nn import functional
 
 from custom_components.encoder import (
     POOLING_STRATEGIES,
-    bf16_is_native,
+    autocast_bf16,
     configure_threads,
     length_bucketed_batches,
     load_encoder,
@@ -256,8 +256,7 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
             optimizer, lambda step: (step + 1) / max(1, warmup_steps) if step < warmup_steps
             else max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps)))
         loss_function = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
-        precision = config["training_precision"]
-        use_bf16 = precision == "bf16" or (precision == "auto" and bf16_is_native(self._device))
+        use_bf16 = autocast_bf16(config["training_precision"], self._device)
         labels = torch.tensor(label_ids)
         if config["linear_probe"]:
             self._linear_probe(token_ids, labels, loss_function)
