@@ -309,25 +309,45 @@ def entity_scores(gold: Sequence[List], predicted: Sequence[List]) -> Dict[str, 
 
 # --- the two benchmarks ---------------------------------------------------------------------------------------------
 
-def banking77(work: Path, args: argparse.Namespace) -> Dict[str, Any]:
+def write_intent_nlu(path: Path, texts: Sequence[str], intents: Sequence[str]) -> Path:
+    """Rasa training data from parallel lists of texts and intents."""
     from rasa.shared.nlu.training_data.message import Message
 
+    return write_nlu(path, [Message(data={"text": text, "intent": intent})
+                            for text, intent in zip(texts, intents, strict=True)])
+
+
+def load_banking77(work: Path, args: argparse.Namespace) -> Dict[str, Any]:
+    """BANKING77's splits (limited in smoke runs) and train.csv written once as Rasa training data."""
     train_texts, train_intents = read_banking77("train", args.banking77_train_limit)
     test_texts, test_intents = read_banking77("test", args.banking77_test_limit)
-    nlu = write_nlu(work / "banking77.yml", [Message(data={"text": text, "intent": intent})
-                                             for text, intent in zip(train_texts, train_intents, strict=True)])
+    return {"train_texts": train_texts, "test_texts": test_texts, "test_intents": test_intents,
+            "nlu": write_intent_nlu(work / "banking77.yml", train_texts, train_intents)}
+
+
+def train_and_evaluate(work: Path, pipeline: str, overrides: Dict[str, Any], nlu: Path, texts: Sequence[str],
+                       name: str, timing_samples: int = 0) -> Tuple[Dict[str, Any], Dict[str, Any], Dict[str, Any]]:
+    """The pipeline's config with `overrides` for its classifier, trained on `nlu` and run on `texts`, each in a
+    worker process: (the classifier's step, the training result, the evaluation result)."""
+    config = work / f"{name}.yml"
+    classifier = write_config(config, pipeline, overrides)
+    trained = run_worker({"kind": "train", "config": str(config), "nlu": str(nlu), "out": str(work), "name": name},
+                         work, f"{name}-train")
+    print(f"   trained in {trained['train_s']} s; evaluating", flush=True)
+    evaluated = run_worker({"kind": "evaluate", "model": trained["model"], "texts": list(texts),
+                            "timing_samples": timing_samples, "classifier": PIPELINES[pipeline]["classifier"]},
+                           work, f"{name}-evaluate")
+    return classifier, trained, evaluated
+
+
+def banking77(work: Path, args: argparse.Namespace, data: Dict[str, Any]) -> Dict[str, Any]:
+    train_texts, test_texts, test_intents = data["train_texts"], data["test_texts"], data["test_intents"]
     results: Dict[str, Any] = {"train_examples": len(train_texts), "test_examples": len(test_texts)}
     for pipeline, epochs in (("transformer", args.banking77_epochs_transformer),
                              ("diet", args.banking77_epochs_diet)):
         print(f"== BANKING77, {pipeline}: training ({epochs} epochs)", flush=True)
-        config = work / f"banking77-{pipeline}.yml"
-        classifier = write_config(config, pipeline, {"epochs": epochs})
-        trained = run_worker({"kind": "train", "config": str(config), "nlu": str(nlu), "out": str(work),
-                              "name": f"banking77-{pipeline}"}, work, f"banking77-{pipeline}-train")
-        print(f"   trained in {trained['train_s']} s; evaluating", flush=True)
-        evaluated = run_worker({"kind": "evaluate", "model": trained["model"], "texts": test_texts,
-                                "timing_samples": args.timing_samples, "classifier": PIPELINES[pipeline]["classifier"]},
-                               work, f"banking77-{pipeline}-evaluate")
+        classifier, trained, evaluated = train_and_evaluate(work, pipeline, {"epochs": epochs}, data["nlu"], test_texts,
+                                                            f"banking77-{pipeline}", args.timing_samples)
         predicted = [top_intent(entry) or "" for entry in evaluated["predictions"]]
         results[pipeline] = {
             "config": PIPELINES[pipeline]["config"], "budget": f"{epochs} epoch{'s' if epochs > 1 else ''}",
@@ -344,29 +364,19 @@ def banking77(work: Path, args: argparse.Namespace) -> Dict[str, Any]:
     return results
 
 
-def banking77_seeds(work: Path, args: argparse.Namespace) -> Dict[str, Any]:
+def banking77_seeds(work: Path, args: argparse.Namespace, data: Dict[str, Any]) -> Dict[str, Any]:
     """The transformer's BANKING77 run again with other random seeds (same data, epochs and machine): how far its test
     accuracy moves between runs that differ only in the seed, which says how much one run's figure can be trusted."""
-    from rasa.shared.nlu.training_data.message import Message
-
     started = time.perf_counter()
-    train_texts, train_intents = read_banking77("train", args.banking77_train_limit)
-    test_texts, test_intents = read_banking77("test", args.banking77_test_limit)
-    nlu = write_nlu(work / "banking77.yml", [Message(data={"text": text, "intent": intent})
-                                             for text, intent in zip(train_texts, train_intents, strict=True)])
     by_seed: Dict[str, Dict[str, float]] = {}
     for seed in args.seeds:
         print(f"== BANKING77, transformer with random_seed {seed}: training ({args.banking77_epochs_transformer} "
               f"epochs)", flush=True)
-        config = work / f"banking77-seed{seed}.yml"
-        write_config(config, "transformer", {"epochs": args.banking77_epochs_transformer, "random_seed": seed})
-        trained = run_worker({"kind": "train", "config": str(config), "nlu": str(nlu), "out": str(work),
-                              "name": f"banking77-seed{seed}"}, work, f"banking77-seed{seed}-train")
-        evaluated = run_worker({"kind": "evaluate", "model": trained["model"], "texts": test_texts, "timing_samples": 0,
-                                "classifier": PIPELINES["transformer"]["classifier"]}, work,
-                               f"banking77-seed{seed}-evaluate")
+        _, trained, evaluated = train_and_evaluate(
+            work, "transformer", {"epochs": args.banking77_epochs_transformer, "random_seed": seed}, data["nlu"],
+            data["test_texts"], f"banking77-seed{seed}")
         predicted = [top_intent(entry) or "" for entry in evaluated["predictions"]]
-        by_seed[str(seed)] = {**classification_metrics(test_intents, predicted), "train_s": trained["train_s"]}
+        by_seed[str(seed)] = {**classification_metrics(data["test_intents"], predicted), "train_s": trained["train_s"]}
         print(f"   accuracy {by_seed[str(seed)]['accuracy']}", flush=True)
     return {"command": "python -m bench.intent " + " ".join(sys.argv[1:]), "measured_at": timestamp(),
             "epochs": args.banking77_epochs_transformer, "by_seed": by_seed,
@@ -541,7 +551,7 @@ def main() -> None:
             raise SystemExit(f"--only seeds needs --seeds and an earlier {previous}")
         earlier = json.loads(previous.read_text())
         with tempfile.TemporaryDirectory(prefix="bench-intent-") as tmp:
-            earlier["banking77_seeds"] = banking77_seeds(Path(tmp), args)
+            earlier["banking77_seeds"] = banking77_seeds(Path(tmp), args, load_banking77(Path(tmp), args))
         previous.write_text(json.dumps(earlier, indent=2) + "\n")
         print(f"wrote {previous}")
         return
@@ -552,9 +562,10 @@ def main() -> None:
         work = Path(tmp)
         started = time.perf_counter()
         if args.only in (None, "banking77"):
-            results["banking77"] = banking77(work, args)
+            data = load_banking77(work, args)
+            results["banking77"] = banking77(work, args, data)
             if args.seeds:
-                results["banking77_seeds"] = banking77_seeds(work, args)
+                results["banking77_seeds"] = banking77_seeds(work, args, data)
         if args.only in (None, "project"):
             results["project"] = project(work, args)
         results["wall_s"] = round(time.perf_counter() - started)

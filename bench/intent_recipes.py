@@ -36,8 +36,9 @@ from bench.intent import (
     read_banking77,
     run_worker,
     top_intent,
+    train_and_evaluate,
     write_config,
-    write_nlu,
+    write_intent_nlu,
 )
 
 PIPELINE = "transformer"
@@ -55,27 +56,20 @@ def choose(candidates: Dict[int, Dict[str, Any]], examples: int) -> Dict[str, An
 
 
 def banking77(work: Path, candidates: Sequence[int]) -> Dict[str, Any]:
-    from rasa.shared.nlu.training_data.message import Message
     from sklearn.model_selection import train_test_split
 
     texts, intents = read_banking77("train")
     train_texts, val_texts, train_intents, val_intents = train_test_split(
         texts, intents, test_size=VALIDATION_FRACTION, stratify=intents, random_state=SEED)
-    nlu = write_nlu(work / "banking77-train90.yml", [Message(data={"text": text, "intent": intent})
-                                                     for text, intent in zip(train_texts, train_intents, strict=True)])
+    nlu = write_intent_nlu(work / "banking77-train90.yml", train_texts, train_intents)
     scored: Dict[int, Dict[str, Any]] = {}
     for epochs in candidates:
         print(f"== BANKING77 validation split, {epochs} epochs: training on {len(train_texts):,} messages", flush=True)
-        config = work / f"banking77-{epochs}.yml"
-        write_config(config, PIPELINE, {"epochs": epochs})
-        trained = run_worker({"kind": "train", "config": str(config), "nlu": str(nlu), "out": str(work),
-                              "name": f"banking77-{epochs}"}, work, f"recipes-banking77-{epochs}-train")
-        evaluated = run_worker({"kind": "evaluate", "model": trained["model"], "texts": val_texts, "timing_samples": 0,
-                                "classifier": PIPELINES[PIPELINE]["classifier"]},
-                               work, f"recipes-banking77-{epochs}-evaluate")
+        _, trained, evaluated = train_and_evaluate(work, PIPELINE, {"epochs": epochs}, nlu, val_texts,
+                                                   f"recipes-banking77-{epochs}")
         predicted = [top_intent(entry) or "" for entry in evaluated["predictions"]]
         scored[epochs] = {**classification_metrics(val_intents, predicted), "train_s": trained["train_s"]}
-        print(f"   trained in {trained['train_s']} s; validation accuracy {scored[epochs]['accuracy']}", flush=True)
+        print(f"   validation accuracy {scored[epochs]['accuracy']}", flush=True)
     return {"train_examples": len(train_texts), "validation_examples": len(val_texts),
             "split": f"stratified {int(VALIDATION_FRACTION * 100)} % of train.csv, seed {SEED}",
             "candidates": {str(epochs): result for epochs, result in scored.items()},
