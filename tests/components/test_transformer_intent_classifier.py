@@ -104,6 +104,46 @@ def test_persists_weights_tokenizer_and_label_map(trained):
     assert any(name.startswith("encoder/tokenizer") or name == "encoder/vocab.txt" for name in names)
 
 
+@pytest.fixture(scope="module")
+def ensemble(tmp_path_factory) -> Dict[str, Any]:
+    return train(tmp_path_factory.mktemp("ensemble"), {**FAST, "ensemble_size": 2}, training_data())
+
+
+def test_an_ensemble_averages_its_members_whose_first_is_the_single_model_of_that_seed(trained, ensemble):
+    component = ensemble["trained"]
+    token_ids = component._tokenize(PROBES)
+    members = [component._batched(model, model, token_ids, len(EXAMPLES)) for model in component._models]
+    assert len(members) == 2
+    assert not torch.allclose(members[0], members[1], atol=1e-3)  # the second member has its own seed
+    assert torch.allclose(component._logits(token_ids), (members[0] + members[1]) / 2)
+    assert torch.allclose(members[0], trained["trained"]._logits(token_ids), atol=1e-5)
+
+
+def test_an_ensemble_persists_every_member_and_serves_them_after_loading(ensemble):
+    with ensemble["model_storage"].read_from(ensemble["resource"]) as directory:
+        names = {path.relative_to(directory).as_posix() for path in directory.rglob("*") if path.is_file()}
+    assert {"head.safetensors", "encoder/model.safetensors",
+            "head-1.safetensors", "encoder-1/model.safetensors"} <= names
+    before = [message.get(INTENT_RANKING_KEY) for message in parse(ensemble["trained"], PROBES)]
+    after = [message.get(INTENT_RANKING_KEY) for message in parse(load(ensemble), PROBES)]
+    for ranking_before, ranking_after in zip(before, after, strict=True):
+        assert [entry["name"] for entry in ranking_before] == [entry["name"] for entry in ranking_after]
+        assert [entry["confidence"] for entry in ranking_after] == pytest.approx(
+            [entry["confidence"] for entry in ranking_before], abs=1e-6)
+
+
+def test_bf16_predictions_agree_with_fp32_and_do_not_depend_on_the_batch(trained, loaded):
+    component = load({**trained, "config": {**trained["config"], "prediction_precision": "bf16"}})
+    assert all(parameter.dtype == torch.bfloat16 for parameter in component._models[0].parameters())
+    in_scope = PROBES[:4]
+    for fp32, bf16 in zip(parse(loaded, in_scope), parse(component, in_scope), strict=True):
+        assert bf16.get(INTENT)["name"] == fp32.get(INTENT)["name"]
+        assert bf16.get(INTENT)["confidence"] == pytest.approx(fp32.get(INTENT)["confidence"], abs=0.05)
+    batched = parse(component, PROBES)
+    for text, batched_message in zip(PROBES, batched, strict=True):
+        assert parse(component, [text])[0].get(INTENT_RANKING_KEY) == batched_message.get(INTENT_RANKING_KEY)
+
+
 def test_ranking_is_sorted_complete_and_sums_to_one(loaded):
     for message in parse(loaded, PROBES):
         ranking = message.get(INTENT_RANKING_KEY)
@@ -230,6 +270,8 @@ def test_cpu_by_default_when_no_gpu_is_present():
         ({"device": "tpu"}, "`device` must be auto, cpu, cuda or cuda:N"),
         ({"num_threads": -2}, "`num_threads` must be an integer of 0 or more"),
         ({"freeze_embeddings": "yes"}, "`freeze_embeddings` must be true or false"),
+        ({"ensemble_size": 0}, "`ensemble_size` must be a positive integer, got 0"),
+        ({"prediction_precision": "fp16"}, "`prediction_precision` must be one of auto, bf16, fp32, got 'fp16'"),
         ({"epoch": 3}, "unknown option(s) epoch; the options are"),
     ],
 )
