@@ -19,6 +19,7 @@ from rasa.shared.exceptions import InvalidConfigException
 from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
+from safetensors.torch import load_file
 
 from custom_components.encoder import length_bucketed_batches, select_device
 from custom_components.transformer_intent_classifier import (
@@ -142,6 +143,15 @@ def test_bf16_predictions_agree_with_fp32_and_do_not_depend_on_the_batch(trained
     batched = parse(component, PROBES)
     for text, batched_message in zip(PROBES, batched, strict=True):
         assert parse(component, [text])[0].get(INTENT_RANKING_KEY) == batched_message.get(INTENT_RANKING_KEY)
+
+
+def test_a_bf16_model_is_stored_in_bf16_and_predicts_the_same_after_loading(tmp_path):
+    trained = train(tmp_path, {**FAST, "prediction_precision": "bf16"}, training_data())
+    with trained["model_storage"].read_from(trained["resource"]) as directory:
+        stored = load_file(directory / "encoder" / "model.safetensors")
+    assert {tensor.dtype for tensor in stored.values()} == {torch.bfloat16}
+    before = [message.get(INTENT_RANKING_KEY) for message in parse(trained["trained"], PROBES)]
+    assert [message.get(INTENT_RANKING_KEY) for message in parse(load(trained), PROBES)] == before
 
 
 def test_ranking_is_sorted_complete_and_sums_to_one(loaded):
