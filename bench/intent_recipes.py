@@ -140,25 +140,19 @@ def main(argv: List[str] | None = None) -> None:
         if args.only in (None, "project"):
             results["project"] = project(Path(tmp), args.project_epochs)
     results["wall_s"] = round(time.perf_counter() - started)
-    for part in ("banking77", "project"):
-        if part in results:
-            for candidate in results[part]["candidates"].values():
-                candidate.update(command=command, measured_at=timestamp())
+    measured_at = timestamp()  # one value for the whole run: the report groups candidates by run
     previous = RESULTS_DIR / "intent-recipes.json"
     earlier = json.loads(previous.read_text()) if previous.exists() else {}
     for part in ("banking77", "project"):
-        if part not in earlier:
-            continue
-        for candidate in earlier[part]["candidates"].values():  # files written before candidates kept their own
-            candidate.setdefault("command", earlier[part].get("command", earlier["command"]))
-            candidate.setdefault("measured_at", earlier[part].get("measured_at", earlier["measured_at"]))
-        results[part] = merge(earlier[part], results[part]) if part in results else earlier[part]
-    for part in ("banking77", "project"):
         if part in results:
-            scored = results[part]
-            for key in ("command", "measured_at"):  # each candidate has its own now
-                scored.pop(key, None)
-            scored.update(choose(scored["candidates"], scored["scored_examples"]))
+            for candidate in results[part]["candidates"].values():
+                candidate.update(command=command, measured_at=measured_at)
+            if part in earlier:
+                results[part] = merge(earlier[part], results[part])
+        elif part in earlier:
+            results[part] = earlier[part]
+        if part in results:
+            results[part].update(choose(results[part]["candidates"], results[part]["scored_examples"]))
     write_results("intent-recipes", results)
 
 

@@ -78,7 +78,8 @@ def bf16_is_native(device: torch.device) -> bool:
 
 
 def autocast_bf16(precision: str, device: torch.device) -> bool:
-    """Whether training should autocast to bf16: `bf16` always, `auto` where bf16 is native here, `fp32` never."""
+    """Whether a `precision` option (training or predicting) means bf16 here: `bf16` always, `auto` where bf16 is
+    native on the device, `fp32` never."""
     return precision == "bf16" or (precision == "auto" and bf16_is_native(device))
 
 

@@ -145,7 +145,6 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
         configure_threads(self.component_config["num_threads"])
         self._device = select_device(self.component_config["device"])
         self._models: List[_IntentModel] = []
-        self._bf16_predictions = autocast_bf16(self.component_config["prediction_precision"], self._device)
         self._tokenizer: Any = None
         self._labels: List[str] = []
         self._temperature = 1.0
@@ -263,8 +262,9 @@ class TransformerIntentClassifier(GraphComponent, IntentClassifier):
         return model.to(self._device)
 
     def _set_prediction_precision(self) -> None:
+        bf16 = autocast_bf16(self.component_config["prediction_precision"], self._device)
         for model in self._models:
-            model.to(torch.bfloat16 if self._bf16_predictions else torch.float32).eval()
+            model.to(torch.bfloat16 if bf16 else torch.float32).eval()
 
     def _check_max_length(self, encoder: nn.Module) -> None:
         limit = min(value for value in (max_positions(encoder), self._tokenizer.model_max_length) if value)
