@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from actions.messages import say
-from actions.sentiment import attend, offer_person_if_upset
+from actions.sentiment import attend, offer_person_if_upset, since_latest_message
 from shop.models import Order
 from shop.orders import normalise_email, verify_order
 from shop.settings import get_settings
@@ -60,6 +60,20 @@ def not_verified(dispatcher: CollectingDispatcher, tracker: Tracker) -> List[Eve
     return []
 
 
+def drop_repeats(dispatcher: CollectingDispatcher, tracker: Tracker) -> None:
+    """One customer message never gets the same text twice: a message already said since it (by an earlier action
+    of the same turn, or earlier by this one) is dropped."""
+    said = {event.get("text") for event in since_latest_message(tracker) if event.get("event") == "bot"}
+    kept = []
+    for message in dispatcher.messages:
+        text = message.get("text")
+        if text and text in said:
+            continue
+        said.add(text)
+        kept.append(message)
+    dispatcher.messages[:] = kept
+
+
 class ShopAction(Action, ABC):
     """An action whose database trouble becomes an apology to the customer, not a silent failure, and that
     listens to how the customer feels: acknowledgement first, the answer, then a person offered if upset."""
@@ -72,7 +86,9 @@ class ShopAction(Action, ABC):
             logger.exception("database error in %s", self.name())
             say(dispatcher, "technical_problem")
             return []
-        return events + offer_person_if_upset(dispatcher, tracker, events)
+        events += offer_person_if_upset(dispatcher, tracker, events)
+        drop_repeats(dispatcher, tracker)
+        return events
 
     @abstractmethod
     def act(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[str, Any]) -> List[EventType]:

@@ -12,6 +12,7 @@ from actions.base import ShopAction, latest_intent
 from actions.generate import KnowledgeAction, answered_from_knowledge, knowledge_reply, utter_reply
 from actions.messages import say
 from actions.sentiment import customer_turns, message_sentiment
+from actions.understanding import ask_to_clarify, clarification_options, just_asked_to_clarify
 from generator.config import get_config
 from generator.service import Reply
 from shop.db import session_scope
@@ -88,24 +89,39 @@ class ActionDeclineOffer(ShopAction):
 
 
 class ActionFallback(KnowledgeAction):
-    """A message NLU could not place is answered from the knowledge base when a passage matches it closely
-    (generator.yml `min_score_unrecognised`); otherwise says what the bot can do, and after repeated
-    misunderstandings offers a person instead."""
+    """A message NLU is unsure about gets "Did you mean ...?" when the classifier has plausible guesses
+    (actions/understanding.py). Otherwise it is answered from the knowledge base when a passage matches it closely
+    (generator.yml `min_score_unrecognised`), or the bot says what it can do; a second unclear message after a
+    "Did you mean ...?", or repeated misunderstandings, bring the offer of a person instead."""
 
     def name(self) -> str:
         return "action_fallback"
 
     async def knowledge(self, tracker: Tracker) -> Optional[Reply]:
-        if latest_intent(tracker) not in NOT_UNDERSTOOD_INTENTS:
-            return None  # the policies' fallback for a message NLU did place: the knowledge base is not asked
+        if latest_intent(tracker) not in NOT_UNDERSTOOD_INTENTS or self.clarifying(tracker):
+            return None  # a fallback for a message NLU did place, or a question to ask: no knowledge base
         return await knowledge_reply(tracker, min_score=get_config().min_score_unrecognised)
 
+    @staticmethod
+    def unsure(tracker: Tracker) -> bool:
+        return latest_intent(tracker) == "nlu_fallback"
+
+    def clarifying(self, tracker: Tracker) -> bool:
+        """True when the answer is a "Did you mean ...?" question: the classifier is unsure but has plausible
+        guesses, and did not just ask one."""
+        return self.unsure(tracker) and not just_asked_to_clarify(tracker) and bool(
+            clarification_options(tracker.latest_message))
+
     def act(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[str, Any]) -> List[EventType]:
+        if self.clarifying(tracker):
+            ask_to_clarify(dispatcher, clarification_options(tracker.latest_message))
+            return []
         reply = self.reply()
         if reply is not None and reply.grounded:
             utter_reply(dispatcher, reply)
             return []
-        if consecutive_not_understood(tracker) >= get_settings().fallbacks_before_offer:
+        rephrased_unclear = self.unsure(tracker) and just_asked_to_clarify(tracker)
+        if rephrased_unclear or consecutive_not_understood(tracker) >= get_settings().fallbacks_before_offer:
             say(dispatcher, "offer_handoff_not_understood")
             return [SlotSet("pending_offer", "handoff"), SlotSet("handoff_reason", "the assistant did not understand")]
         if latest_intent(tracker) == "out_of_scope":

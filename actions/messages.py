@@ -13,6 +13,8 @@ from typing import Any, Dict, List, Optional
 import yaml
 from rasa_sdk.executor import CollectingDispatcher
 
+from shop.settings import get_settings
+
 CATALOGUE_FILE = Path(__file__).with_name("responses.yml")
 
 
@@ -25,9 +27,15 @@ def catalogue() -> Dict[str, Dict[str, Any]]:
     return entries
 
 
+def shop_values() -> Dict[str, str]:
+    """Placeholders every message may use, from shop.yml: {shop_name}, {order_number_example}."""
+    settings = get_settings()
+    return {"shop_name": settings.shop_name, "order_number_example": settings.order_numbers.example}
+
+
 def render(name: str, **values: Any) -> str:
     """The text of message `name` with its {placeholders} filled; a missing value is a KeyError."""
-    return catalogue()[name]["text"].format(**values)
+    return catalogue()[name]["text"].format(**{**shop_values(), **values})
 
 
 def say(

@@ -18,7 +18,7 @@ from rasa_sdk.types import DomainDict
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from actions.base import is_verified, locked_out
+from actions.base import drop_repeats, is_verified, locked_out
 from actions.messages import checked, say
 from actions.sentiment import attend
 from shop.db import session_scope
@@ -72,7 +72,9 @@ class VerifiedOrderForm(FormValidationAction):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
         attend(dispatcher, tracker)  # an upset customer hears the acknowledgement before any complaint about input
-        return await super().run(dispatcher, tracker, domain)
+        events = await super().run(dispatcher, tracker, domain)
+        drop_repeats(dispatcher, tracker)
+        return events
 
     async def get_validation_events(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict

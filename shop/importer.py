@@ -30,7 +30,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from shop.db import make_engine, session_scope
 from shop.models import ORDER_STATUSES, Customer, Order, OrderLine
+from shop.order_numbers import OrderNumberFormat, suggest_pattern
 from shop.orders import EMAIL_PATTERN, ORDER_ID_PATTERN, RETURN_ID_PATTERN
+from shop.settings import get_settings
 
 COLUMNS: Tuple[str, ...] = (
     "order_id", "email", "customer_name", "status", "ordered_at", "shipped_at", "delivered_at",
@@ -327,9 +329,24 @@ def _shown(value: object) -> str:
     return repr(value)
 
 
-def parse_orders(path: PathLike) -> List[OrderRecord]:
-    """Read and validate the whole file; raise ImportFailed with every problem, or return the orders."""
+def _pattern_hint(order_ids: Sequence[str], numbers: OrderNumberFormat) -> str:
+    """The last error line when order numbers are not in the shop's format: how to tell the shop's format."""
+    suggestion = suggest_pattern(order_ids)
+    hint = (f"{len(order_ids)} order number(s) do not match shop.yml order_numbers.pattern {numbers.pattern!r} "
+            f"(e.g. {numbers.example}), so customers could not ask about them in chat")
+    if suggestion:
+        hint += (f"; if these are your shop's order numbers, set in shop.yml: order_numbers: {{pattern: "
+                 f"'{suggestion}', example: '{order_ids[0]}'}}")
+    return hint
+
+
+def parse_orders(path: PathLike, numbers: Optional[OrderNumberFormat] = None) -> List[OrderRecord]:
+    """Read and validate the whole file; raise ImportFailed with every problem, or return the orders.
+    Order numbers must be in the shop's format (`numbers`, default shop.yml `order_numbers`): what is imported
+    must be recognisable in chat."""
     path = Path(path)
+    numbers = numbers or get_settings().order_numbers
+    unrecognisable: Dict[str, None] = {}  # order numbers outside the shop's format, in file order
     text = _read_text(path)
     rows = _rows(text)
     for _line, header in rows:
@@ -367,6 +384,9 @@ def parse_orders(path: PathLike) -> List[OrderRecord]:
                 problems[name] = str(exc)
         _check_dates(values, problems)
         order_id = values.get("order_id")
+        if isinstance(order_id, str) and not numbers.accepts(order_id):
+            problems["order_id"] = f"{order_id!r} is not in the shop's order number format"
+            unrecognisable[order_id] = None
         if isinstance(order_id, str):
             _check_agreement(line_no, order_id, values, order_rows, customer_names, problems)
             sku = values.get("sku")
@@ -385,6 +405,8 @@ def parse_orders(path: PathLike) -> List[OrderRecord]:
         order.lines.append(LineRecord(line_no=line_no, **{k: values[k] for k in LINE_COLUMNS}))
     if not errors and count == 0:
         errors.append(f"{path}: the file has a header but no order lines")
+    if unrecognisable:
+        errors.append(_pattern_hint(list(unrecognisable), numbers))
     if errors:
         raise ImportFailed(errors)
     return list(orders.values())
@@ -523,10 +545,10 @@ def _write_lines(order: Order, record: OrderRecord, result: ImportResult) -> boo
     return changed
 
 
-def import_orders(engine: Engine, path: PathLike) -> ImportResult:
+def import_orders(engine: Engine, path: PathLike, numbers: Optional[OrderNumberFormat] = None) -> ImportResult:
     """Validate the whole file, then write it in one transaction; raise ImportFailed and write nothing
     when any row is bad."""
-    return write_orders(engine, parse_orders(path))
+    return write_orders(engine, parse_orders(path, numbers))
 
 
 # --- command line ---------------------------------------------------------------------------------------
@@ -548,11 +570,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(error, file=sys.stderr)
         print(f"{args.path}: {len(exc.errors)} error(s); nothing was imported", file=sys.stderr)
         return 1
-    url = args.database_url
-    if url is None:
-        from shop.settings import get_settings
-
-        url = get_settings().database_url
+    url = args.database_url or get_settings().database_url
     engine = None
     try:
         engine = make_engine(url, seed_demo=False)

@@ -7,9 +7,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import List, Optional
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shop.models import Order, Return
+from shop.order_numbers import OrderNumberFormat, compact
+from shop.settings import get_settings
 
 # An order number: one token of letters, digits and dashes with at least one digit (not a word).
 ORDER_ID_PATTERN = re.compile(r"^(?=[A-Z-]*\d)[A-Z0-9][A-Z0-9-]{2,39}$")
@@ -17,15 +20,18 @@ RETURN_ID_PATTERN = re.compile(r"^R-?(\d{1,9})$")
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
-def normalise_reference(text: Optional[str]) -> Optional[str]:
-    """'#10001', 'order 10001', 'r-12' -> '10001', 'R-12'; None when it cannot be a reference."""
+def normalise_reference(text: Optional[str], numbers: Optional[OrderNumberFormat] = None) -> Optional[str]:
+    """The one order number (in the shop's format, shop.yml `order_numbers`) or return id in `text`:
+    '#10001', 'order no. 10001', 'nw 2024 00017', 'r-12' -> '10001', '10001', 'NW-2024-00017', 'R-12'.
+    None when the text holds none, or more than one (the customer is asked again rather than guessed for)."""
     if not text:
         return None
-    cleaned = re.sub(r"(?i)^\s*(order|return)?\s*(number|no\.?|id)?\s*[:#]?\s*", "", str(text)).strip().upper()
-    match = RETURN_ID_PATTERN.match(cleaned)
-    if match:
-        return f"R-{int(match.group(1))}"
-    return cleaned if ORDER_ID_PATTERN.match(cleaned) else None
+    text = str(text)
+    returns = {f"R-{int(m.group(1))}" for m in re.finditer(r"(?<![A-Za-z0-9-])[Rr]-?(\d{1,9})(?![A-Za-z0-9-])", text)}
+    numbers = numbers or get_settings().order_numbers
+    orders = {numbers.canonical(match.group(0)) for match in numbers.find(text)}
+    found = returns | orders
+    return found.pop() if len(found) == 1 else None
 
 
 def normalise_email(text: Optional[str]) -> Optional[str]:
@@ -36,12 +42,18 @@ def normalise_email(text: Optional[str]) -> Optional[str]:
 
 
 def find_order(session: Session, reference: str) -> Optional[Order]:
-    """An order by its number, or the order a return id belongs to."""
+    """An order by its number (as stored, or as typed without its separators), or the order a return id
+    belongs to."""
     match = RETURN_ID_PATTERN.match(reference)
     if match:
         ret = session.get(Return, int(match.group(1)))
         return ret.line.order if ret else None
-    return session.get(Order, reference)
+    order = session.get(Order, reference)
+    if order is not None:
+        return order
+    stored_compact = func.upper(func.replace(func.replace(Order.id, "-", ""), " ", ""))
+    matches = session.scalars(select(Order).where(stored_compact == compact(reference)).limit(2)).all()
+    return matches[0] if len(matches) == 1 else None
 
 
 def verify_order(session: Session, reference: Optional[str], email: Optional[str]) -> Optional[Order]:

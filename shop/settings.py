@@ -10,6 +10,8 @@ from typing import Any, Dict, List, Tuple
 
 import yaml
 
+from shop.order_numbers import OrderNumberFormat
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -32,6 +34,17 @@ class SentimentPolicy:
 
 
 @dataclass(frozen=True)
+class UnderstandingPolicy:
+    """What the bot does with a message it is unsure about (shop.yml `understanding`): ask "Did you mean ...?"
+    with its best guesses as buttons when the best is at least `clarify_min_confidence`, showing up to
+    `max_options` skills each at least `option_min_confidence`; below that, say what it can do."""
+
+    clarify_min_confidence: float = 0.2
+    option_min_confidence: float = 0.1
+    max_options: int = 3
+
+
+@dataclass(frozen=True)
 class Settings:
     shop_name: str
     database_url: str
@@ -42,6 +55,8 @@ class Settings:
     fallbacks_before_offer: int
     handoff_next_steps: str
     sentiment: SentimentPolicy = field(default_factory=SentimentPolicy)
+    order_numbers: OrderNumberFormat = field(default_factory=OrderNumberFormat)
+    understanding: UnderstandingPolicy = field(default_factory=UnderstandingPolicy)
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -61,9 +76,41 @@ def _resolve_sqlite_path(url: str) -> str:
     return url
 
 
+def config_path(path: Path | None = None) -> Path:
+    """shop.yml, or the file SHOP_CONFIG names (a second shop, a test fixture)."""
+    return Path(os.environ.get("SHOP_CONFIG", path or PROJECT_ROOT / "shop.yml"))
+
+
+def read_config(path: Path | None = None) -> Dict[str, Any]:
+    return yaml.safe_load(config_path(path).read_text(encoding="utf-8")) or {}
+
+
+def order_number_format(raw: Dict[str, Any]) -> OrderNumberFormat:
+    """shop.yml `order_numbers`; without it, the demo shop's 5 to 8 digits."""
+    section = raw.get("order_numbers") or {}
+    default = OrderNumberFormat()
+    return OrderNumberFormat(pattern=str(section.get("pattern", default.pattern)),
+                             example=str(section.get("example", default.example)))
+
+
+def understanding_policy(raw: Dict[str, Any]) -> UnderstandingPolicy:
+    section = raw.get("understanding") or {}
+    default = UnderstandingPolicy()
+    policy = UnderstandingPolicy(
+        clarify_min_confidence=float(section.get("clarify_min_confidence", default.clarify_min_confidence)),
+        option_min_confidence=float(section.get("option_min_confidence", default.option_min_confidence)),
+        max_options=int(section.get("max_options", default.max_options)),
+    )
+    for name in ("clarify_min_confidence", "option_min_confidence"):
+        if not 0 <= getattr(policy, name) <= 1:
+            raise ValueError(f"understanding.{name} must be between 0 and 1, got {getattr(policy, name)}")
+    if policy.max_options < 1:
+        raise ValueError(f"understanding.max_options must be at least 1, got {policy.max_options}")
+    return policy
+
+
 def load_settings(path: Path | None = None) -> Settings:
-    config_path = Path(os.environ.get("SHOP_CONFIG", path or PROJECT_ROOT / "shop.yml"))
-    raw: Dict[str, Any] = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    raw = read_config(path)
     returns = raw.get("returns", {})
     window = int(os.environ.get("SHOP_RETURN_WINDOW_DAYS", returns.get("window_days", 30)))
     if window < 0:
@@ -95,6 +142,8 @@ def load_settings(path: Path | None = None) -> Settings:
             complaint_words=tuple(str(word).lower() for word in sentiment.get("complaint_words", [])),
             ask_satisfaction=bool(sentiment.get("ask_satisfaction", True)),
         ),
+        order_numbers=order_number_format(raw),
+        understanding=understanding_policy(raw),
     )
 
 

@@ -77,7 +77,7 @@ async def test_wrong_email_and_unknown_order_look_the_same(db):
 
 async def test_invalid_formats_are_asked_again(db):
     dispatcher, slots = await validate(ValidateOrderStatusForm(), order_id="my order from tuesday")
-    assert slots["order_id"] is None and "doesn't look like an order number" in texts(dispatcher)
+    assert slots["order_id"] is None and "doesn't look like one of our order numbers" in texts(dispatcher)
     dispatcher, slots = await validate(ValidateOrderStatusForm(), {"order_id": "10001"}, order_email="alice at home")
     assert slots["order_email"] is None and "email address" in texts(dispatcher)
 

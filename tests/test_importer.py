@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from shop.importer import COLUMNS, ImportFailed, import_orders
 from shop.models import Customer, Order, OrderLine, Refund, Return
-from shop.settings import PROJECT_ROOT
+from shop.settings import PROJECT_ROOT, get_settings
 
 EXAMPLE = PROJECT_ROOT / "examples" / "orders.csv"
 
@@ -35,6 +35,19 @@ GOOD: List[List[str]] = [
     ["A-103", "yann@example.com", "Yann Li", "cancelled", "2026-11-01", "", "", "", "", "TENT-2P", "Tent", "1",
      "149.00", "TRUE"],
 ]
+
+
+@pytest.fixture(autouse=True)
+def shop_numbering(monkeypatch, tmp_path):
+    """The shop of these tests numbers its orders like 'A-100' (and keeps the demo shop's 5-digit numbers)."""
+    config = tmp_path / "shop.yml"
+    config.write_text((PROJECT_ROOT / "shop.yml").read_text(encoding="utf-8").replace(
+        "pattern: '\\d{5,8}'", "pattern: '\\d{5}|[A-Z]-\\d{1,3}'").replace("example: '10001'", "example: 'A-100'"))
+    monkeypatch.setenv("SHOP_CONFIG", str(config))
+    get_settings.cache_clear()
+    assert get_settings().order_numbers.example == "A-100"
+    yield
+    get_settings.cache_clear()
 
 
 def write_csv(path: Path, rows: Sequence[Sequence[str]], header: Sequence[str] = COLUMNS, bom: bool = False) -> Path:
@@ -359,3 +372,15 @@ def test_cli_missing_or_empty_file(tmp_path, name, content):
     assert done.returncode == 1
     assert ("no such file" if content is None else "the file is empty") in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_numbers_outside_the_shops_format_are_refused_with_the_pattern_that_would_fit(empty_engine, tmp_path):
+    rows = [["NW-2024-00017", "ann@example.com", "Ann", "pending", "2026-11-27", "", "", "", "", "X-1", "Thing", "1",
+             "5", ""],
+            ["nw-2023-00101", "ann@example.com", "Ann", "pending", "2026-11-27", "", "", "", "", "X-1", "Thing", "1",
+             "5", ""]]
+    errors = errors_of(empty_engine, write_csv(tmp_path / "orders.csv", rows))
+    assert errors[0] == "line 2, column order_id: 'NW-2024-00017' is not in the shop's order number format"
+    assert "2 order number(s) do not match shop.yml order_numbers.pattern" in errors[-1]
+    assert "pattern: 'NW-\\d{4}-\\d{5}', example: 'NW-2024-00017'" in errors[-1]
+    assert snapshot(empty_engine)["orders"] == []

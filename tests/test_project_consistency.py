@@ -32,6 +32,7 @@ def test_every_refusal_rule_has_a_message():
 def test_every_message_is_used_and_every_used_message_exists():
     used = set(re.findall(r'say\(\s*dispatcher,\s*"([a-z_]+)"', ACTION_SOURCES))
     used |= set(re.findall(r'complaint="([a-z_]+)"', ACTION_SOURCES))
+    used |= set(re.findall(r'catalogue\(\)\["([a-z_]+)"\]', ACTION_SOURCES))
     used |= {f"ask_{slot}" for slot in re.findall(r'slot = "([a-z_]+)"', ACTION_SOURCES)}
     used |= {f"return_refused_{rule}" for rule in REFUSAL_RULES} | {f"cancel_refused_{rule}" for rule in CANCEL_RULES}
     assert used == set(catalogue())
