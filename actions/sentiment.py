@@ -2,10 +2,14 @@
 
 Every action that answers the customer (ShopAction and the order forms' validation) first calls `attend`:
 - the sentiment of each customer message is stored with the conversation (shop/feedback.py);
-- a clearly negative message gets one acknowledgement before the answer, however many actions answer it.
-ShopAction then calls `offer_person_if_upset` after its answer: two clearly negative messages in a row, or a
-clearly negative complaint, lead to the offer of a person (the handoff rules take the yes or no), at most once
-per conversation and never in the middle of a form, where a yes or no would answer the form's question.
+- a frustrated message gets one acknowledgement before the answer, however many actions answer it. Frustrated is
+  the FrustrationDetector's verdict (custom_components/frustration_detector.py): a calm "I'd like to return the
+  broken lamp" is a service request, not an upset customer. Pipelines without it fall back to a clearly negative
+  sentiment.
+ShopAction then calls `offer_person_if_upset` after its answer: two frustrated messages in a row, or a frustrated
+complaint, lead to the offer of a person, at most once per conversation: a yes/no question outside a form (the
+handoff rules take the answer), and inside a form a "Talk to a person" button, since a yes or no there would
+answer the form's question.
 The satisfaction question at a happy ending is in actions/satisfaction.py.
 """
 
@@ -61,6 +65,14 @@ def clearly_negative(sentiment: Optional[Dict[str, Any]]) -> bool:
                 and float(sentiment.get("confidence", 0.0)) >= get_settings().sentiment.negative_confidence)
 
 
+def frustrated(parse_data: Optional[Dict[str, Any]]) -> bool:
+    """True when the message sounds frustrated (see the module docstring)."""
+    frustration = (parse_data or {}).get("frustration")
+    if isinstance(frustration, dict) and "frustrated" in frustration:
+        return bool(frustration["frustrated"])
+    return clearly_negative(message_sentiment(parse_data))
+
+
 def is_complaint(text: str) -> bool:
     """True when the text contains one of shop.yml's complaint words or phrases (whole words, any case)."""
     words = get_settings().sentiment.complaint_words
@@ -89,7 +101,7 @@ def attend(dispatcher: CollectingDispatcher, tracker: Tracker) -> None:
                 record_turns(session, tracker.sender_id, turns)
         except SQLAlchemyError:  # the record must never cost the customer an answer
             logger.exception("could not store the sentiment of conversation %s", tracker.sender_id)
-    if clearly_negative(latest_sentiment(tracker)):
+    if frustrated(tracker.latest_message):
         acknowledgement = render("acknowledge_upset")
         if not any(e.get("event") == "bot" and e.get("text") == acknowledgement for e in since_latest_message(tracker)):
             say(dispatcher, "acknowledge_upset")
@@ -97,10 +109,10 @@ def attend(dispatcher: CollectingDispatcher, tracker: Tracker) -> None:
 
 def upset_reason(tracker: Tracker) -> Optional[str]:
     """Why the customer should be offered a person now, or None."""
-    if not clearly_negative(latest_sentiment(tracker)):
+    if not frustrated(tracker.latest_message):
         return None
     earlier = user_events(tracker)[:-1]
-    if earlier and clearly_negative(message_sentiment(earlier[-1].get("parse_data"))):
+    if earlier and frustrated(earlier[-1].get("parse_data")):
         return UPSET_TWICE
     if is_complaint(tracker.latest_message.get("text") or ""):
         return UPSET_COMPLAINT
@@ -110,15 +122,19 @@ def upset_reason(tracker: Tracker) -> Optional[str]:
 def offer_person_if_upset(
     dispatcher: CollectingDispatcher, tracker: Tracker, events: List[EventType]
 ) -> List[EventType]:
-    """The offer of a person when the customer is upset, unless something else is on offer or a form is running."""
-    if tracker.active_loop.get("name") or any(e.get("event") == "slot" and e.get("name") == "pending_offer"
-                                              for e in events) or tracker.get_slot("pending_offer"):
+    """The offer of a person when the customer is upset, once per conversation, unless something else is on offer.
+    Inside a form it is a button (the customer's yes or no would answer the form's question)."""
+    if any(e.get("event") == "slot" and e.get("name") == "pending_offer" for e in events) or tracker.get_slot(
+            "pending_offer"):
         return []
     reason = upset_reason(tracker)
     offered = any(e.get("event") == "slot" and e.get("name") == "handoff_reason" and e.get("value") in
                   (UPSET_TWICE, UPSET_COMPLAINT) for e in tracker.events)
     if reason is None or offered:
         return []
+    if tracker.active_loop.get("name"):
+        say(dispatcher, "offer_handoff_upset_in_form")
+        return [SlotSet("handoff_reason", reason)]
     say(dispatcher, "offer_handoff_upset")
     return [SlotSet("pending_offer", "handoff"), SlotSet("handoff_reason", reason)]
 

@@ -6,7 +6,7 @@ source "$(dirname "$0")/env.sh"
 cd "$PROJECT_ROOT"
 
 CONFIG=${SHOP_CONFIG_FILE:-config.yml}
-inputs=("$CONFIG" domain.yml data/nlu.yml data/rules.yml data/stories.yml requirements/*.lock)
+inputs=("$CONFIG" domain.yml data/nlu.yml data/rules.yml data/stories.yml data/tone/*.tsv requirements/*.lock)
 mapfile -t components < <(find custom_components -name '*.py' -o -name '*.safetensors' | sort)  # code and committed weights
 fingerprint=$( (echo "$CONFIG"; cat "${inputs[@]}" "${components[@]}") | sha256sum | cut -d' ' -f1)
 stamp="$SHOP_MODEL.sha256"

@@ -39,7 +39,7 @@ class UnderstandingPolicy:
     with its best guesses as buttons when the best is at least `clarify_min_confidence`, showing up to
     `max_options` skills each at least `option_min_confidence`; below that, say what it can do."""
 
-    clarify_min_confidence: float = 0.2
+    clarify_min_confidence: float = 0.4
     option_min_confidence: float = 0.1
     max_options: int = 3
 
