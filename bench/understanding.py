@@ -210,7 +210,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     write_results("understanding", results)
     after = results["after"]["heldout"]
     print(f"held-out: in-scope resolved {after['in_scope_resolved']:.1%} "
-          f"(directly {after['in_scope_direct_accuracy']:.1%}), out-of-scope declined {after['out_of_scope_declined']:.1%}")
+          f"(directly {after['in_scope_direct_accuracy']:.1%}), "
+          f"out-of-scope declined {after['out_of_scope_declined']:.1%}")
     if "before" in results:
         old_figures = results["before"]["heldout"]
         print(f"before:   in-scope resolved {old_figures['in_scope_resolved']:.1%}, "

@@ -79,26 +79,28 @@ def _wait(url: str, process: subprocess.Popen, log: Path, timeout_s: float,
 def start_servers(
     workdir: Path, database_url: str, model: Path = DEFAULT_MODEL, timeout_s: float = 300,
     extra_env: Optional[Dict[str, str]] = None, auth_token: Optional[str] = None, extra_args: Sequence[str] = (),
+    root: Path = PROJECT_ROOT,
 ) -> RunningServers:
     """Start both servers and return once the model is loaded; the caller stops them.
 
-    `auth_token` protects Rasa's HTTP API (`--auth-token`); `extra_args` go to `rasa run` as they are.
+    `auth_token` protects Rasa's HTTP API (`--auth-token`); `extra_args` go to `rasa run` as they are. `root` is the
+    checkout whose code both servers run (another one: a benchmark's "before" tree, bench/before.py).
     """
     action_port, rasa_port = free_port(), free_port()
     endpoints = workdir / "endpoints.yml"
     endpoints.write_text(f'action_endpoint:\n  url: "http://localhost:{action_port}/webhook"\n')
-    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(PROJECT_ROOT),
+    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(root),
            "RASA_TELEMETRY_ENABLED": "false", **(extra_env or {})}
     commands = {
         "actions": [RASA, "run", "actions", "--actions", "actions", "--port", str(action_port)],
         "rasa": [RASA, "run", "--enable-api", "--model", str(model), "--endpoints", str(endpoints),
-                 "--credentials", str(PROJECT_ROOT / "credentials.yml"), "--port", str(rasa_port),
+                 "--credentials", str(root / "credentials.yml"), "--port", str(rasa_port),
                  *(["--auth-token", auth_token] if auth_token else []), *extra_args],
     }
     logs = {name: workdir / f"{name}.log" for name in commands}
     started = time.monotonic()
     processes = {
-        name: subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=logs[name].open("w"),
+        name: subprocess.Popen(command, cwd=root, env=env, stdout=logs[name].open("w"),
                                stderr=subprocess.STDOUT)
         for name, command in commands.items()
     }

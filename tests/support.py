@@ -17,19 +17,28 @@ def feeling(label: str, confidence: float = 0.95) -> Dict[str, Any]:
             "scores": {name: confidence if name == label else rest for name in ("negative", "neutral", "positive")}}
 
 
-def parse_data(text: str, intent: str, sentiment: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    data: Dict[str, Any] = {"intent": {"name": intent, "confidence": 1.0}, "entities": [], "text": text}
+def parse_data(text: str, intent: str, sentiment: Optional[Dict[str, Any]] = None,
+               ranking: Optional[Dict[str, float]] = None, entities: Optional[Dict[str, str]] = None,
+               frustrated: Optional[bool] = None) -> Dict[str, Any]:
+    """A parse result; `ranking` {intent: confidence} becomes the intent_ranking, `entities` {entity: value}."""
+    data: Dict[str, Any] = {"intent": {"name": intent, "confidence": 1.0}, "text": text,
+                            "entities": [{"entity": k, "value": v} for k, v in (entities or {}).items()]}
+    if ranking is not None:
+        data["intent_ranking"] = [{"name": name, "confidence": confidence} for name, confidence in ranking.items()]
     if sentiment:
         data["sentiment"] = sentiment
+    if frustrated is not None:
+        data["frustration"] = {"score": 0.9 if frustrated else 0.1, "frustrated": frustrated}
     return data
 
 
-def user_event(text: str, intent: str = "inform", sentiment: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    return {"event": "user", "text": text, "parse_data": parse_data(text, intent, sentiment)}
+def user_event(text: str, intent: str = "inform", sentiment: Optional[Dict[str, Any]] = None,
+               **parse: Any) -> Dict[str, Any]:
+    return {"event": "user", "text": text, "parse_data": parse_data(text, intent, sentiment, **parse)}
 
 
-def bot_event(text: str) -> Dict[str, Any]:
-    return {"event": "bot", "text": text}
+def bot_event(text: str, **metadata: Any) -> Dict[str, Any]:
+    return {"event": "bot", "text": text, "metadata": metadata}
 
 
 def make_tracker(
@@ -41,17 +50,19 @@ def make_tracker(
     active_loop: Optional[str] = None,
     sender_id: str = "test-conversation",
     sentiment: Optional[Dict[str, Any]] = None,
+    **parse: Any,
 ) -> Tracker:
-    """A tracker whose latest user message (with `sentiment`, see feeling()) set `new_slots` (what a form
-    validation action sees)."""
+    """A tracker whose latest user message (with `sentiment`, see feeling(), and `parse` for parse_data()) set
+    `new_slots` (what a form validation action sees)."""
     new_slots = new_slots or {}
-    events: List[Dict[str, Any]] = [*history, user_event(text, intent, sentiment)]
+    latest = parse_data(text, intent, sentiment, **parse)
+    events: List[Dict[str, Any]] = [*history, {"event": "user", "text": text, "parse_data": latest}]
     events += [{"event": "slot", "name": name, "value": value} for name, value in new_slots.items()]
     all_slots = {**DEFAULT_SLOTS, **(slots or {}), **new_slots}
     return Tracker(
         sender_id=sender_id,
         slots=all_slots,
-        latest_message=parse_data(text, intent, sentiment),
+        latest_message=latest,
         events=events,
         paused=False,
         followup_action=None,
