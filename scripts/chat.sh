@@ -19,4 +19,5 @@ done
 
 echo "chat: loading the model (about 30 s on 2 cores). Type /stop to leave."
 # rasa shell waits up to $RASA_SHELL_STREAM_READING_TIMEOUT_IN_SECONDS for a reply (env.sh: 60 s, for generated ones).
-rasa shell --model "$SHOP_MODEL" --endpoints endpoints.yml
+# quiet_rasa.py is `rasa` without the libraries' deprecation warnings in front of the prompt.
+python scripts/quiet_rasa.py shell --model "$SHOP_MODEL" --endpoints endpoints.yml
