@@ -16,7 +16,8 @@ Each conversation's outcomes (CHECKS below) are read from the database at run ti
 "before" is the commit bench.understanding.BASE_REF (bench/before.py: its own tree, code and model), "after" this
 tree with models/shop.tar.gz; each side gets its own servers and its own fresh database, one after the other.
 Reported per side: conversations that reach their outcome, "Did you mean" questions per customer turn and per
-conversation, turns that got the same text twice, and every conversation's result and transcript.
+conversation, turns that got the same text twice, turns answered with "that sounds frustrating" (whether the
+customer was upset or not), and every conversation's result and transcript.
 
 Usage: python -m bench.conversations [--before REF] [--no-before] [--only ID ...]
 Writes bench/results/conversations.json.
@@ -67,6 +68,7 @@ REFUSALS = {
 DECLINES = ("can't help with that", "didn't understand", "don't have an answer", "I've stopped",
             "anything else I can help with")
 ACTING = ("What's your order number", "email address you used")  # a reply that starts a skill's form
+UPSET = "that sounds frustrating"  # the acknowledgement of an upset customer (actions/responses.yml)
 REFUND_STATES = {"waiting_for_item": "once we receive", "processing": "being processed", "issued": "was issued"}
 
 Turn = Union[str, Dict[str, str]]
@@ -367,6 +369,7 @@ def run_one(servers: RunningServers, engine: Engine, script: Script) -> Dict[str
             "customer_turns": len(exchanges), "goal_clicks": sum(e.step is None for e in exchanges),
             "clarifying_questions": sum(CLARIFY in e.text for e in exchanges),
             "repeated_text_turns": sum(len(e.texts) != len(set(e.texts)) for e in exchanges),
+            "upset_acknowledgements": sum(UPSET in e.text for e in exchanges),
             "seconds": round(time.perf_counter() - started, 1), "transcript": transcript(exchanges)}
 
 
@@ -388,6 +391,7 @@ def summarise(results: List[Dict[str, Any]]) -> Dict[str, Any]:
         "clarifying_questions_per_conversation": round(questions / len(results), 4) if results else None,
         "conversations_with_a_clarifying_question": sum(r["clarifying_questions"] > 0 for r in results),
         "turns_with_repeated_text": sum(r["repeated_text_turns"] for r in results),
+        "turns_acknowledged_as_upset": sum(r["upset_acknowledgements"] for r in results),
         "failed": [r["id"] for r in results if not r["passed"]],
     }
 
@@ -427,15 +431,16 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def head(root: Path) -> str:
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, check=True, capture_output=True,
-                          text=True).stdout.strip()
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def side_config(root: Path, model: Path) -> Dict[str, Any]:
     """What a side actually ran: its FallbackClassifier settings, shop.yml `understanding` and model."""
     shop = yaml.safe_load((root / "shop.yml").read_text(encoding="utf-8"))
-    return {"tree": str(root), "commit": head(root), "fallback": fallback_settings(root / "config.yml"),
+    return {"tree": str(root), "commit": git(root, "rev-parse", "HEAD"),
+            "uncommitted_changes": git(root, "diff", "--name-only", "HEAD").splitlines(),
+            "fallback": fallback_settings(root / "config.yml"),
             "understanding": shop.get("understanding"), "model": str(model), "model_sha256": sha256(model)}
 
 
