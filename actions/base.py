@@ -86,7 +86,8 @@ class ShopAction(Action, ABC):
             logger.exception("database error in %s", self.name())
             say(dispatcher, "technical_problem")
             return []
-        events += offer_person_if_upset(dispatcher, tracker, events)
+        if not any(message.get("buttons") for message in dispatcher.messages):  # one question per answer
+            events += offer_person_if_upset(dispatcher, tracker, events)
         drop_repeats(dispatcher, tracker)
         return events
 

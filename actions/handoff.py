@@ -12,7 +12,12 @@ from actions.base import ShopAction, latest_intent
 from actions.generate import KnowledgeAction, answered_from_knowledge, knowledge_reply, utter_reply
 from actions.messages import say
 from actions.sentiment import customer_turns, message_sentiment
-from actions.understanding import ask_to_clarify, clarification_options, just_asked_to_clarify
+from actions.understanding import (
+    ask_to_clarify,
+    ask_what_to_do,
+    clarification_options,
+    just_asked_to_clarify,
+)
 from generator.config import get_config
 from generator.service import Reply
 from shop.db import session_scope
@@ -126,6 +131,8 @@ class ActionFallback(KnowledgeAction):
             return [SlotSet("pending_offer", "handoff"), SlotSet("handoff_reason", "the assistant did not understand")]
         if latest_intent(tracker) == "out_of_scope":
             say(dispatcher, "out_of_scope")
+        elif self.unsure(tracker) and not tracker.active_loop.get("name") and ask_what_to_do(dispatcher, tracker):
+            pass  # an unclear message with an order number or email: ask what to do with it, as for the number alone
         else:
             say(dispatcher, "default")
         return []

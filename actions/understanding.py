@@ -54,6 +54,22 @@ def ask_to_clarify(dispatcher: CollectingDispatcher, options: List[str]) -> None
     dispatcher.utter_message(text=entry["text"], buttons=buttons, **{CLARIFICATION: True})
 
 
+def ask_what_to_do(dispatcher: CollectingDispatcher, tracker: Tracker, *, about_anything: bool = False) -> bool:
+    """"What would you like to do with order X?" with the order skills as buttons, when the latest message holds
+    an order number, a return id or an email (or always, with `about_anything`); False when it asked nothing."""
+    entities = {entity.get("entity"): entity.get("value") for entity in tracker.latest_message.get("entities", [])}
+    reference = entities.get("order_id") or entities.get("return_id")
+    if reference:
+        say(dispatcher, "ask_what_about_order", reference=reference)
+    elif entities.get("email"):
+        say(dispatcher, "ask_what_about_email")
+    elif about_anything:
+        say(dispatcher, "ask_what_about_it")
+    else:
+        return False
+    return True
+
+
 class ActionAskWhatToDo(ShopAction):
     """An order number, email or item name on its own: ask which order skill the customer wants."""
 
@@ -61,12 +77,5 @@ class ActionAskWhatToDo(ShopAction):
         return "action_ask_what_to_do"
 
     def act(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[str, Any]) -> List[EventType]:
-        entities = {entity.get("entity"): entity.get("value") for entity in tracker.latest_message.get("entities", [])}
-        reference = entities.get("order_id") or entities.get("return_id")
-        if reference:
-            say(dispatcher, "ask_what_about_order", reference=reference)
-        elif entities.get("email"):
-            say(dispatcher, "ask_what_about_email")
-        else:
-            say(dispatcher, "ask_what_about_it")
+        ask_what_to_do(dispatcher, tracker, about_anything=True)
         return []

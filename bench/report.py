@@ -1,4 +1,5 @@
-"""Renders bench/results/*.json as the README's benchmark table (between the BENCHMARKS markers)."""
+"""Renders bench/results/*.json: every table into docs/benchmarks.md, the headline figures into the README (each
+between its markers), so no figure on either page is typed by hand."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Dict, List
 
 from bench.common import RESULTS_DIR
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-START, END = "<!-- BENCHMARKS:START -->", "<!-- BENCHMARKS:END -->"
+ROOT = Path(__file__).resolve().parent.parent
+README, DOCS = ROOT / "README.md", ROOT / "docs" / "benchmarks.md"
 
 
 def ms(stats: Dict) -> str:
@@ -293,28 +294,137 @@ def encoder_rows(r: Dict) -> List[str]:
     return lines
 
 
-RENDERERS = {"foundation": foundation_rows, "sentiment": sentiment_rows, "intent": intent_rows,
+def share(counted: Dict) -> str:
+    return f"{pct(counted['share'])} ({counted['count']}/{counted['of']})"
+
+
+def understanding_rows(r: Dict) -> List[str]:
+    """Held-out customer messages: how many reach the right skill, directly or after "Did you mean ...?"."""
+    after, before = r["after"], r.get("before")
+    chosen = after["chosen_on_tune"]
+    lines = [f"**Understanding customers** (`{r['command']}`, {r['measured_at']}; held-out "
+             f"`{r['data']['heldout']}`, {r['data']['heldout_messages']} messages; thresholds as configured: "
+             f"FallbackClassifier {after['fallback']['threshold']}, clarify_min_confidence "
+             f"{after['clarify']['clarify_min_confidence']}; the tune set chooses {chosen['threshold']} / "
+             f"{chosen['clarify_min_confidence']}; before: {before['ref'] if before else 'not run'})", "",
+             "| measure (held-out) | before | now |", "| --- | --- | --- |"]
+    for key, label in (("in_scope_resolved", "in-scope messages resolved, directly or after one question"),
+                       ("in_scope_direct_accuracy", "in-scope messages acted on correctly at once"),
+                       ("in_scope_asked_share", "in-scope messages that got \"Did you mean ...?\""),
+                       ("out_of_scope_declined", "out-of-scope messages declined"),
+                       ("out_of_scope_acted_on_share", "out-of-scope messages acted on as a skill")):
+        old = pct(before["heldout"][key]) if before else "-"
+        lines.append(f"| {label} | {old} | {pct(after['heldout'][key])} |")
+    return lines
+
+
+def tone_rows(r: Dict) -> List[str]:
+    after, before = r["after"], r.get("before")
+    lines = [f"**Tone** (`{r['command']}`, {r['measured_at']}; `{r['data']}`, {r['messages']} messages)", "",
+             "| measure | before (sentiment) | now (FrustrationDetector) |", "| --- | --- | --- |"]
+    for key, label in (("false_acknowledgements_neutral", "false acknowledgements, neutral messages"),
+                       ("false_acknowledgements_service_requests", "... of them plain service requests"),
+                       ("recall_frustrated", "frustrated messages acknowledged")):
+        lines.append(f"| {label} | {share(before[key]) if before else '-'} | {share(after[key])} |")
+    return lines
+
+
+def conversation_rows(r: Dict) -> List[str]:
+    sides = [side for side in ("before", "after") if side in r]
+    summaries = {side: r[side]["summary"] for side in sides}
+    lines = [f"**Scripted conversations** (`{r['command']}`, {r['measured_at']}; `{r['scripts']}`, "
+             f"REST against the real servers, demo shop)", "",
+             "| measure | " + " | ".join("now" if side == "after" else side for side in sides) + " |",
+             "| --- |" + " --- |" * len(sides)]
+    rows = [("conversations reaching their outcome", lambda m: share(m["reached_outcome"])),
+            ("\"Did you mean ...?\" per customer turn", lambda m: f"{m['clarifying_questions_per_customer_turn']:.3f} "
+                                                             f"({m['clarifying_questions']}/{m['customer_turns']})"),
+            ("turns answered with the same text twice", lambda m: str(m["turns_with_repeated_text"])),
+            ("turns that acknowledged frustration", lambda m: str(m["turns_acknowledged_as_upset"]))]
+    for label, cell in rows:
+        lines.append(f"| {label} | " + " | ".join(cell(summaries[side]) for side in sides) + " |")
+    return lines
+
+
+def load(name: str) -> Dict | None:
+    path = RESULTS_DIR / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def headline_rows() -> List[str]:
+    """One line per benchmark for the README: its command, the figure that matters, the comparison, the date."""
+    rows = []
+    f, s, i, g = load("foundation"), load("sentiment"), load("intent"), load("generator")
+    u, t, c = load("understanding"), load("tone"), load("conversations")
+    if u:
+        a, b = u["after"]["heldout"], (u.get("before") or {}).get("heldout")
+        rows.append(("`python -m bench.understanding`", "held-out in-scope messages resolved / out-of-scope declined",
+                     f"{pct(a['in_scope_resolved'])} / {pct(a['out_of_scope_declined'])}",
+                     f"before: {pct(b['in_scope_resolved'])} / {pct(b['out_of_scope_declined'])}" if b else "-",
+                     u["measured_at"]))
+    if t:
+        a, b = t["after"], t.get("before")
+        rows.append(("`python -m bench.tone`", "false acknowledgements on neutral requests / frustration recall",
+                     f"{share(a['false_acknowledgements_neutral'])} / {share(a['recall_frustrated'])}",
+                     f"before: {share(b['false_acknowledgements_neutral'])} / {share(b['recall_frustrated'])}"
+                     if b else "-", t["measured_at"]))
+    if c and "after" in c:
+        b = c["before"]["summary"]["reached_outcome"] if "before" in c else None
+        rows.append(("`python -m bench.conversations`", "scripted conversations reaching their outcome",
+                     share(c["after"]["summary"]["reached_outcome"]), f"before: {share(b)}" if b else "-",
+                     c["measured_at"]))
+    if i and "banking77" in i:
+        ours, diet = i["banking77"]["transformer"], i["banking77"]["diet"]
+        rows.append(("`python -m bench.intent`", "BANKING77 test accuracy (77 intents)", pct(ours["accuracy"]),
+                     f"DIET: {pct(diet['accuracy'])} ({ours['accuracy'] / diet['accuracy']:.2f}x)", i["measured_at"]))
+    if s:
+        ours, vader = s["systems"]["sentiment_analyzer"], s["systems"]["vader"]
+        rows.append(("`python -m bench.sentiment`", "sentiment, SST-2 dev accuracy", pct(ours["sst2_dev_accuracy"]),
+                     f"VADER: {pct(vader['sst2_dev_accuracy'])}", s["measured_at"]))
+    if f:
+        turn = f["rest_turn_ms"]["one_action_call"]
+        rows.append(("`python -m bench.foundation`", "REST turn calling the action server, p50 / p95",
+                     f"{turn['p50']} / {turn['p95']} ms", "target p50 < 100 ms", f["measured_at"]))
+    if g:
+        q = g["quality"]
+        rows.append(("`python -m bench.generator`", "free-form replies: right fact / unsupported facts",
+                     f"{pct(q['right_fact_share'])} / {q['unsupported_in_final']}",
+                     f"p95 {g['action_server']['reply_ms']['p95']} ms", g["measured_at"]))
+    return ["| command | measure | now | compared with | measured |", "| --- | --- | --- | --- | --- |",
+            *[f"| {' | '.join(row)} |" for row in rows]]
+
+
+RENDERERS = {"understanding": understanding_rows, "tone": tone_rows, "conversations": conversation_rows,
+             "foundation": foundation_rows, "sentiment": sentiment_rows, "intent": intent_rows,
              "intent-recipes": intent_recipe_rows, "encoders": encoder_rows, "generator": generator_rows}
 
 
 def render() -> str:
     blocks = []
     for name, renderer in RENDERERS.items():
-        path = RESULTS_DIR / f"{name}.json"
-        if path.exists():
-            blocks.append("\n".join(renderer(json.loads(path.read_text()))))
-        else:
-            blocks.append(f"*{name}: no results yet; run `./bench/run_all.sh`.*")
+        results = load(name)
+        missing = f"*{name}: no results yet; run `./bench/run_all.sh`.*"
+        blocks.append("\n".join(renderer(results)) if results else missing)
     return "\n\n".join(blocks)
 
 
-def main() -> None:
-    text = README.read_text()
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
+def replace_block(path: Path, name: str, content: str) -> None:
+    start, end = f"<!-- {name}:START -->", f"<!-- {name}:END -->"
+    text = path.read_text()
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     if not pattern.search(text):
-        raise SystemExit(f"{README} has no {START} ... {END} block")
-    README.write_text(pattern.sub(f"{START}\n{render()}\n{END}", text))
-    print(f"updated the benchmark table in {README}")
+        raise SystemExit(f"{path} has no {start} ... {end} block")
+    path.write_text(pattern.sub(lambda _: f"{start}\n{content}\n{end}", text))
+    print(f"updated {name} in {path}")
+
+
+def main() -> None:
+    replace_block(DOCS, "BENCHMARKS", render())
+    replace_block(README, "HEADLINES", "\n".join(headline_rows()))
+    understanding, tone, conversations = load("understanding"), load("tone"), load("conversations")
+    blocks = [rows(results) for rows, results in ((understanding_rows, understanding), (tone_rows, tone),
+                                                   (conversation_rows, conversations)) if results]
+    replace_block(README, "UNDERSTANDING", "\n\n".join("\n".join(block[2:]) for block in blocks))
 
 
 if __name__ == "__main__":

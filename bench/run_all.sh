@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
-# Runs every benchmark (each prints its progress), then rewrites the README's benchmark table.
+# Runs every benchmark (each prints its progress), then rewrites the tables in the README and docs/benchmarks.md.
 set -euo pipefail
 source "$(dirname "$0")/../scripts/env.sh"
 cd "$PROJECT_ROOT"
 ./scripts/setup.sh
 ./scripts/train.sh
+
+echo "== understanding: held-out customer messages, before (the commit before) and after (trains the before model once)"
+python -m bench.understanding
+
+echo "== tone: frustration acknowledged on customer-service messages, before and after"
+python -m bench.tone
+
+echo "== conversations: scripted multi-turn conversations over REST against the real servers, before and after"
+python -m bench.conversations
 
 echo "== foundation: train, load, parse and REST latency, memory"
 python -m bench.foundation "$@"

@@ -85,3 +85,17 @@ def test_a_second_frustrated_message_inside_a_form_offers_a_person_as_a_button(d
     assert said[0] == render("acknowledge_upset") and render("offer_handoff_upset_in_form") in said
     assert "/human_handoff" in payloads(dispatcher) and "pending_offer" not in slots
     assert slots["handoff_reason"] == "the customer was upset in two messages in a row"
+
+
+def test_an_unclear_message_with_an_order_number_asks_what_to_do_with_that_order(db):
+    dispatcher, _ = run(ActionFallback(), intent="nlu_fallback", text="cancle order 10023",
+                        ranking={"inform": 0.57, "cancel_order": 0.37}, entities={"order_id": "10023"})
+    assert "Thanks, I have order 10023" in dispatcher.messages[0]["text"] and "/cancel_order" in payloads(dispatcher)
+
+
+def test_one_question_per_answer_no_offer_of_a_person_beside_did_you_mean(db):
+    history = [user_event("THIS IS RIDICULOUS", "order_status", frustrated=True)]
+    dispatcher, slots = run(ActionFallback(), intent="nlu_fallback", text="useless!! my money??", ranking=UNSURE,
+                            frustrated=True, history=history)
+    assert [m["text"] for m in dispatcher.messages] == [render("acknowledge_upset"), render("clarify")]
+    assert "pending_offer" not in slots
