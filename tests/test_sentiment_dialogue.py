@@ -90,11 +90,13 @@ def test_a_calm_message_between_two_negative_ones_breaks_the_row(db):
     assert "pending_offer" not in events
 
 
-def test_no_offer_inside_a_form_and_none_twice(db):
+def test_inside_a_form_the_offer_is_a_button_not_a_question_and_never_twice(db):
     history = [user_event("this is bad", "order_status", feeling("negative"))]
-    _, events = run(ActionAnswerPolicy(), history=history, intent="policy_shipping", text="terrible service",
-                    sentiment=feeling("negative"), active_loop="order_status_form")
-    assert events == {}  # a yes or no now would answer the form's question
+    dispatcher, events = run(ActionAnswerPolicy(), history=history, intent="policy_shipping", text="terrible service",
+                             sentiment=feeling("negative"), active_loop="order_status_form")
+    # a yes or no now would answer the form's question: no pending offer, a button instead
+    assert events == {"handoff_reason": UPSET_TWICE} and "Would you like" not in texts(dispatcher)
+    assert {"title": "Talk to a person", "payload": "/human_handoff"} in dispatcher.messages[-1]["buttons"]
     offered_before = [*history, {"event": "slot", "name": "handoff_reason", "value": UPSET_TWICE}]
     _, events = run(ActionAnswerPolicy(), history=offered_before, intent="policy_shipping", text="still terrible",
                     sentiment=feeling("negative"))
