@@ -44,6 +44,16 @@ def timestamp() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def configuration(config_file: Path) -> Dict[str, Any]:
+    """What a benchmark ran, read from the Rasa config it used (never a fixed label): file, pipeline, policies."""
+    import yaml
+
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    return {"file": config_file.name,
+            "pipeline": [step["name"].rsplit(".", 1)[-1] for step in config.get("pipeline") or []],
+            "policies": [step["name"] for step in config.get("policies") or []]}
+
+
 def write_results(name: str, results: Dict[str, Any]) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"

@@ -21,7 +21,7 @@ def ms(stats: Dict) -> str:
 def foundation_rows(r: Dict) -> List[str]:
     turns = r["rest_turn_ms"]
     rows = [
-        ("`rasa train` (forced, stock config)", f"{r['rasa_train_s']} s" if "rasa_train_s" in r else "not measured"),
+        ("`rasa train` (forced)", f"{r['rasa_train_s']} s" if "rasa_train_s" in r else "not measured"),
         ("both servers started, model loaded", f"{r['servers_ready_s']} s"),
         ("`/model/parse` p50 / p95", ms(r["parse_ms"])),
         ("REST turn, no action call, p50 / p95", ms(turns["no_action_call"])),
@@ -32,7 +32,10 @@ def foundation_rows(r: Dict) -> List[str]:
     ]
     target = r["target"]
     verdict = "met" if target["met"] else "NOT met"
-    lines = [f"**Foundation** (`python -m bench.foundation`, {r['machine']['cpus']} CPUs, {r['measured_at']})", "",
+    config = r["config"]
+    run = (f"{config['file']}: {', '.join(config['pipeline'])}; {', '.join(config['policies'])}"
+           if isinstance(config, dict) else config)
+    lines = [f"**Foundation** (`python -m bench.foundation`, {r['machine']['cpus']} CPUs, {r['measured_at']}; {run})", "",
              "| measure | value |", "| --- | --- |"]
     lines += [f"| {name} | {value} |" for name, value in rows]
     lines += ["", f"Target: a REST turn that calls the action server has p50 under "
