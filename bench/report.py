@@ -35,7 +35,8 @@ def foundation_rows(r: Dict) -> List[str]:
     config = r["config"]
     run = (f"{config['file']}: {', '.join(config['pipeline'])}; {', '.join(config['policies'])}"
            if isinstance(config, dict) else config)
-    lines = [f"**Foundation** (`python -m bench.foundation`, {r['machine']['cpus']} CPUs, {r['measured_at']}; {run})", "",
+    lines = [f"**Foundation** (`python -m bench.foundation`, {r['machine']['cpus']} CPUs, {r['measured_at']}; "
+             f"{run})", "",
              "| measure | value |", "| --- | --- |"]
     lines += [f"| {name} | {value} |" for name, value in rows]
     lines += ["", f"Target: a REST turn that calls the action server has p50 under "
