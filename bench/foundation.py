@@ -55,7 +55,9 @@ def main() -> None:
         database_url = f"sqlite:///{work / 'shop.db'}"
         make_engine(database_url, seed_demo=True).dispose()
         print("starting the action server and the Rasa server...", flush=True)
-        servers = start_servers(work, database_url)
+        # As endpoints.yml runs it by default: every conversation stored in a SQLite tracker store.
+        servers = start_servers(work, database_url, tracker_store_url=f"sqlite:///{work / 'tracker.db'}")
+        results["tracker_store"] = "SQLTrackerStore on SQLite (the endpoints.yml default)"
         try:
             results["servers_ready_s"] = round(servers.model_load_s, 1)
             servers.send("warm-up", "hi")

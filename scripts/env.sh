@@ -12,6 +12,8 @@ export TF_CPP_MIN_LOG_LEVEL=2 SQLALCHEMY_SILENCE_UBER_WARNING=1 PYTHONWARNINGS=i
 export ACTION_SERVER_PORT=${ACTION_SERVER_PORT:-5055}
 # rasa shell stops waiting for a reply after 10 s by default; a reply the generator writes on a CPU can take longer.
 export RASA_SHELL_STREAM_READING_TIMEOUT_IN_SECONDS=${RASA_SHELL_STREAM_READING_TIMEOUT_IN_SECONDS:-60}
+# Conversations (Rasa's tracker store, endpoints.yml): a SQLite file by default, PostgreSQL when you set it.
+export TRACKER_STORE_URL=${TRACKER_STORE_URL:-sqlite:///$PROJECT_ROOT/var/tracker.db}
 export SHOP_MODEL=${SHOP_MODEL:-$PROJECT_ROOT/models/shop.tar.gz}
 export SHOP_CHROMIUM=${SHOP_CHROMIUM:-/usr/bin/chromium}  # the browser the web chat's tests drive
 mkdir -p "$PROJECT_ROOT/var/log"

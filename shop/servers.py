@@ -43,6 +43,22 @@ class RunningServers:
     logs: Dict[str, Path]
     model_load_s: float = float("nan")
     timings: Dict[str, float] = field(default_factory=dict)
+    commands: Dict[str, List[str]] = field(default_factory=dict)
+    env: Dict[str, str] = field(default_factory=dict)
+    root: Path = PROJECT_ROOT
+    readiness: Dict[str, Callable[[], None]] = field(default_factory=dict)
+
+    def spawn(self, name: str) -> None:
+        """Start process `name` with its command (its log grows); `readiness[name]()` waits until it serves."""
+        self.processes[name] = subprocess.Popen(self.commands[name], cwd=self.root, env=self.env,
+                                                stdout=self.logs[name].open("a"), stderr=subprocess.STDOUT)
+
+    def kill_and_restart(self, name: str) -> None:
+        """SIGKILL process `name`, as a crash would, start it again on the same port, and wait until it serves."""
+        self.processes[name].kill()
+        self.processes[name].wait(timeout=30)
+        self.spawn(name)
+        self.readiness[name]()
 
     def send(self, sender: str, message: str, timeout: float = 60) -> List[Dict]:
         response = requests.post(
@@ -79,16 +95,19 @@ def _wait(url: str, process: subprocess.Popen, log: Path, timeout_s: float,
 def start_servers(
     workdir: Path, database_url: str, model: Path = DEFAULT_MODEL, timeout_s: float = 300,
     extra_env: Optional[Dict[str, str]] = None, auth_token: Optional[str] = None, extra_args: Sequence[str] = (),
-    root: Path = PROJECT_ROOT,
+    root: Path = PROJECT_ROOT, tracker_store_url: Optional[str] = None,
 ) -> RunningServers:
     """Start both servers and return once the model is loaded; the caller stops them.
 
     `auth_token` protects Rasa's HTTP API (`--auth-token`); `extra_args` go to `rasa run` as they are. `root` is the
     checkout whose code both servers run (another one: a benchmark's "before" tree, bench/before.py).
+    `tracker_store_url` (an SQLAlchemy URL) keeps the conversations in Rasa's SQLTrackerStore; without it Rasa keeps
+    them in memory, as the tests need nothing more.
     """
     action_port, rasa_port = free_port(), free_port()
     endpoints = workdir / "endpoints.yml"
-    endpoints.write_text(f'action_endpoint:\n  url: "http://localhost:{action_port}/webhook"\n')
+    endpoints.write_text(f'action_endpoint:\n  url: "http://localhost:{action_port}/webhook"\n' + (
+        f"tracker_store:\n  type: SQL\n  url: {tracker_store_url}\n" if tracker_store_url else ""))
     env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(root),
            "RASA_TELEMETRY_ENABLED": "false", **(extra_env or {})}
     commands = {
@@ -98,18 +117,23 @@ def start_servers(
                  *(["--auth-token", auth_token] if auth_token else []), *extra_args],
     }
     logs = {name: workdir / f"{name}.log" for name in commands}
-    started = time.monotonic()
-    processes = {
-        name: subprocess.Popen(command, cwd=root, env=env, stdout=logs[name].open("w"),
-                               stderr=subprocess.STDOUT)
-        for name, command in commands.items()
+    for log in logs.values():
+        log.write_text("")
+    servers = RunningServers(f"http://localhost:{rasa_port}", f"http://localhost:{action_port}", {}, logs,
+                             commands=commands, env=env, root=root)
+    token = f"?token={quote(auth_token)}" if auth_token else ""
+    servers.readiness = {
+        "actions": lambda: _wait(f"{servers.action_url}/health", servers.processes["actions"], logs["actions"],
+                                 timeout_s, lambda r: r.ok),
+        "rasa": lambda: _wait(f"{servers.rasa_url}/status{token}", servers.processes["rasa"], logs["rasa"],
+                              timeout_s, lambda r: r.ok and bool(r.json().get("model_file"))),
     }
-    servers = RunningServers(f"http://localhost:{rasa_port}", f"http://localhost:{action_port}", processes, logs)
+    started = time.monotonic()
     try:
-        _wait(f"{servers.action_url}/health", processes["actions"], logs["actions"], timeout_s, lambda r: r.ok)
-        token = f"?token={quote(auth_token)}" if auth_token else ""
-        _wait(f"{servers.rasa_url}/status{token}", processes["rasa"], logs["rasa"], timeout_s,
-              lambda r: r.ok and bool(r.json().get("model_file")))
+        for name in commands:  # both start at once; each is waited for in turn
+            servers.spawn(name)
+        for name in commands:
+            servers.readiness[name]()
     except BaseException:
         servers.stop()
         raise
