@@ -15,7 +15,7 @@ if [[ -f "$SHOP_MODEL" && -f "$stamp" && "$(cat "$stamp")" == "$fingerprint" ]];
   echo "train: $SHOP_MODEL is up to date"
   exit 0
 fi
-echo "train: training $SHOP_MODEL because config, domain or data changed (2-4 minutes; log: var/log/train.log)"
+echo "train: training $SHOP_MODEL because config, domain or data changed (about 5 minutes on 2 cores; log: var/log/train.log)"
 start=$SECONDS
 if ! rasa train --config "$CONFIG" --domain domain.yml --data data/nlu.yml data/rules.yml data/stories.yml \
     --out "$(dirname "$SHOP_MODEL")" --fixed-model-name "$(basename "$SHOP_MODEL" .tar.gz)" --force \
