@@ -131,8 +131,9 @@ class ActionFallback(KnowledgeAction):
             return [SlotSet("pending_offer", "handoff"), SlotSet("handoff_reason", "the assistant did not understand")]
         if latest_intent(tracker) == "out_of_scope":
             say(dispatcher, "out_of_scope")
-        elif self.unsure(tracker) and not tracker.active_loop.get("name") and ask_what_to_do(dispatcher, tracker):
-            pass  # an unclear message with an order number or email: ask what to do with it, as for the number alone
-        else:
+            return []
+        # An unclear message with an order number or email: ask what to do with that order, as for the number alone.
+        asked = self.unsure(tracker) and not tracker.active_loop.get("name") and ask_what_to_do(dispatcher, tracker)
+        if not asked:
             say(dispatcher, "default")
         return []
