@@ -569,16 +569,18 @@ def main() -> None:
         started = time.perf_counter()
         if args.only in (None, "banking77"):
             data = load_banking77(work, args)
-            results["banking77"] = banking77(work, args, data)
+            results["banking77"] = {**banking77(work, args, data), "measured_at": timestamp()}
             if args.seeds:
-                results["banking77_seeds"] = banking77_seeds(work, args, data)
+                results["banking77_seeds"] = {**banking77_seeds(work, args, data), "measured_at": timestamp()}
         if args.only in (None, "project"):
-            results["project"] = project(work, args)
+            results["project"] = {**project(work, args), "measured_at": timestamp()}
         results["wall_s"] = round(time.perf_counter() - started)
     results["load_average_at_end"] = list(os.getloadavg())
     if args.only and previous.exists():  # --only updates one half and keeps the other
         earlier = json.loads(previous.read_text())
-        kept = {key: earlier[key] for key in ("banking77", "banking77_seeds", "project") if key in earlier}
+        # each kept part keeps the date it was measured (results from before parts carried one: the file's date)
+        kept = {key: {"measured_at": earlier["measured_at"], **earlier[key]}
+                for key in ("banking77", "banking77_seeds", "project") if key in earlier}
         results = {**kept, **results}
     results["targets"] = targets(results)
     write_results(name, results)
