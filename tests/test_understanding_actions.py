@@ -10,7 +10,9 @@ from actions.forms import ActionAskOrderEmail
 from actions.handoff import ActionFallback
 from actions.messages import render
 from actions.order_status import ActionOrderStatus
+from actions.session import ActionSessionStart
 from actions.understanding import ActionAskWhatToDo
+from shop.settings import get_settings
 from tests.support import bot_event, make_tracker, user_event
 from tests.test_actions import run
 
@@ -99,3 +101,8 @@ def test_one_question_per_answer_no_offer_of_a_person_beside_did_you_mean(db):
                             frustrated=True, history=history)
     assert [m["text"] for m in dispatcher.messages] == [render("acknowledge_upset"), render("clarify")]
     assert "pending_offer" not in slots
+
+
+def test_every_conversation_starts_with_the_shops_name_for_the_greeting(db):
+    dispatcher, slots = run(ActionSessionStart(), text="")
+    assert slots == {"shop_name": get_settings().shop_name} and dispatcher.messages == []

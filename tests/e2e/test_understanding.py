@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Dict, List
 
 import pytest
+import yaml
 
 from actions.messages import catalogue
-from shop.settings import get_settings
+from shop.settings import PROJECT_ROOT, get_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -99,3 +100,9 @@ def test_a_second_unclear_message_after_the_question_offers_a_person(shop):
     second = shop.say("clarify-2", message)
     assert "pass this to a person" in second and "Did you mean" not in second
     assert "ticket H-" in shop.say("clarify-2", "yes please")
+
+
+def test_the_greeting_names_the_shop_that_runs_the_bot(shop):
+    config = shop.profile.config or PROJECT_ROOT / "shop.yml"
+    name = yaml.safe_load(config.read_text())["shop_name"]
+    assert f"I'm the {name} assistant" in shop.say("greeting-name", "hello")
