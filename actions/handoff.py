@@ -103,7 +103,7 @@ class ActionFallback(KnowledgeAction):
         return "action_fallback"
 
     async def knowledge(self, tracker: Tracker) -> Optional[Reply]:
-        if latest_intent(tracker) not in NOT_UNDERSTOOD_INTENTS or self.clarifying(tracker):
+        if latest_intent(tracker) not in NOT_UNDERSTOOD_INTENTS or self.options_to_offer(tracker):
             return None  # a fallback for a message NLU did place, or a question to ask: no knowledge base
         return await knowledge_reply(tracker, min_score=get_config().min_score_unrecognised)
 
@@ -111,15 +111,17 @@ class ActionFallback(KnowledgeAction):
     def unsure(tracker: Tracker) -> bool:
         return latest_intent(tracker) == "nlu_fallback"
 
-    def clarifying(self, tracker: Tracker) -> bool:
-        """True when the answer is a "Did you mean ...?" question: the classifier is unsure but has plausible
-        guesses, and did not just ask one."""
-        return self.unsure(tracker) and not just_asked_to_clarify(tracker) and bool(
-            clarification_options(tracker.latest_message))
+    def options_to_offer(self, tracker: Tracker) -> List[str]:
+        """The skills of a "Did you mean ...?" question, or [] when the answer is no such question: the classifier
+        is sure, has no plausible guess, or just asked one."""
+        if not self.unsure(tracker) or just_asked_to_clarify(tracker):
+            return []
+        return clarification_options(tracker.latest_message)
 
     def act(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[str, Any]) -> List[EventType]:
-        if self.clarifying(tracker):
-            ask_to_clarify(dispatcher, clarification_options(tracker.latest_message))
+        options = self.options_to_offer(tracker)
+        if options:
+            ask_to_clarify(dispatcher, options)
             return []
         reply = self.reply()
         if reply is not None and reply.grounded:

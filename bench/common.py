@@ -44,6 +44,14 @@ def timestamp() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def read_tsv(path: Path) -> List[Dict[str, str]]:
+    """A tab-separated data file of bench/data/: '#' lines are provenance, then a header row, then one row a line."""
+    import csv
+
+    rows = [line for line in path.read_text(encoding="utf-8").splitlines() if line and not line.startswith("#")]
+    return list(csv.DictReader(rows, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
 def configuration(config_file: Path) -> Dict[str, Any]:
     """What a benchmark ran, read from the Rasa config it used (never a fixed label): file, pipeline, policies."""
     import yaml

@@ -14,7 +14,6 @@ Usage: python -m bench.tone [--before REF]; writes bench/results/tone.json.
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -22,17 +21,12 @@ import yaml
 
 from actions.sentiment import frustrated
 from bench import before as before_tree
-from bench.common import write_results
+from bench.common import read_tsv, write_results
 from bench.understanding import BASE_REF, parse
 from shop.settings import PROJECT_ROOT
 
 DATA = Path(__file__).resolve().parent / "data" / "tone_customer_service.tsv"
 SERVICE_INTENTS = {"return_item", "cancel_order", "refund_status", "order_status"}
-
-
-def read_tone(path: Path = DATA) -> List[Dict[str, str]]:
-    rows = [line for line in path.read_text(encoding="utf-8").splitlines() if line and not line.startswith("#")]
-    return list(csv.DictReader(rows, delimiter="\t", quoting=csv.QUOTE_NONE))
 
 
 def share(hits: int, total: int) -> Dict[str, Any]:
@@ -73,7 +67,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--before", default=BASE_REF)
     parser.add_argument("--no-before", action="store_true")
     args = parser.parse_args(argv)
-    messages = read_tone()
+    messages = read_tsv(DATA)
     texts = [m["text"] for m in messages]
     pipeline = [step["name"].rsplit(".", 1)[-1] for step in
                 yaml.safe_load((PROJECT_ROOT / "config.yml").read_text())["pipeline"]]

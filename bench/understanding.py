@@ -24,7 +24,6 @@ Writes bench/results/understanding.json.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import yaml
 
 from bench import before as before_tree
-from bench.common import write_results
+from bench.common import read_tsv, write_results
 from shop.settings import PROJECT_ROOT, read_config, understanding_policy
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -51,9 +50,7 @@ Labelled = List[Tuple[str, str]]  # (intent, text)
 
 
 def read_messages(path: Path) -> Labelled:
-    rows = [line for line in path.read_text(encoding="utf-8").splitlines() if line and not line.startswith("#")]
-    reader = csv.DictReader(rows, delimiter="\t", quoting=csv.QUOTE_NONE)
-    return [(row["intent"], row["text"]) for row in reader]
+    return [(row["intent"], row["text"]) for row in read_tsv(path)]
 
 
 def clarify_options() -> List[str]:

@@ -17,6 +17,7 @@ from shop.settings import get_settings
 # An order number: one token of letters, digits and dashes with at least one digit (not a word).
 ORDER_ID_PATTERN = re.compile(r"^(?=[A-Z-]*\d)[A-Z0-9][A-Z0-9-]{2,39}$")
 RETURN_ID_PATTERN = re.compile(r"^R-?(\d{1,9})$")
+RETURN_ID_IN_TEXT = re.compile(r"(?<![A-Za-z0-9-])R-?(\d{1,9})(?![A-Za-z0-9-])", re.IGNORECASE)
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -27,7 +28,7 @@ def normalise_reference(text: Optional[str], numbers: Optional[OrderNumberFormat
     if not text:
         return None
     text = str(text)
-    returns = {f"R-{int(m.group(1))}" for m in re.finditer(r"(?<![A-Za-z0-9-])[Rr]-?(\d{1,9})(?![A-Za-z0-9-])", text)}
+    returns = {f"R-{int(match.group(1))}" for match in RETURN_ID_IN_TEXT.finditer(text)}
     numbers = numbers or get_settings().order_numbers
     orders = {numbers.canonical(match.group(0)) for match in numbers.find(text)}
     found = returns | orders
