@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 
 import requests
+import yaml
 
 from bench.common import configuration, percentiles_ms, time_calls, write_results
 from shop.db import make_engine
-from shop.servers import RASA, rss_mib, start_servers
+from shop.servers import EMBEDDED_PROFILE, RASA, rss_mib, start_servers
 from shop.settings import PROJECT_ROOT
 
 PARSE_MESSAGES = [
@@ -56,8 +57,13 @@ def main() -> None:
         make_engine(database_url, seed_demo=True).dispose()
         print("starting the action server and the Rasa server...", flush=True)
         # As endpoints.yml runs it by default: every conversation stored in a SQLite tracker store.
-        servers = start_servers(work, database_url, tracker_store_url=f"sqlite:///{work / 'tracker.db'}")
-        results["tracker_store"] = "SQLTrackerStore on SQLite (the endpoints.yml default)"
+        tracker_store_url = f"sqlite:///{work / 'tracker.db'}"  # as scripts/env.sh's default
+        servers = start_servers(work, database_url, tracker_store_url=tracker_store_url)
+        endpoints = yaml.safe_load((PROJECT_ROOT / "endpoints.yml").read_text())
+        results["endpoints"] = {part: {**endpoints[part], **({"url": tracker_store_url} if part == "tracker_store"
+                                                             else {})}
+                                for part in ("tracker_store", "lock_store", "event_broker") if part in endpoints}
+        results["endpoints"]["environment"] = {name: servers.env[name] for name in EMBEDDED_PROFILE}
         try:
             results["servers_ready_s"] = round(servers.model_load_s, 1)
             servers.send("warm-up", "hi")

@@ -2,7 +2,8 @@
 
 Stock RestInput answers 500 to a body that is not a JSON object, and files a request without `sender`
 under the shared conversation "default", where strangers would see each other's order details. This
-channel answers 400 with the reason instead; everything else (URL, replies, streaming) is Rasa's.
+channel answers 400 with the reason instead, and apologises when a part behind Rasa fails (channels/guard.py)
+where stock Rasa answers `[]`; everything else (URL, replies, streaming) is Rasa's.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 from rasa.core.channels.rest import RestInput
+from sanic import Blueprint
 from sanic.exceptions import InvalidUsage as BadRequest  # 400; sanic 21.12 has no BadRequest yet
 from sanic.request import Request
+
+from channels.guard import Handler, answering_on_failure
 
 MAX_SENDER_CHARS = 255
 
@@ -31,6 +35,9 @@ class ValidatingRestInput(RestInput):
     @classmethod
     def name(cls) -> str:
         return "rest"
+
+    def blueprint(self, on_new_message: Handler) -> Blueprint:
+        return super().blueprint(answering_on_failure(on_new_message))
 
     async def _extract_sender(self, req: Request) -> Optional[str]:
         sender = payload(req).get("sender")

@@ -25,7 +25,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Awaitable, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from rasa.core.channels.channel import OutputChannel, UserMessage
 from rasa.core.channels.slack import SlackBot, SlackInput
@@ -33,6 +33,8 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 from slack_sdk.web.async_client import AsyncWebClient
+
+from channels.guard import Handler, answering_on_failure
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +48,6 @@ NOT_CONFIGURED = (
 )
 BAD_SIGNATURE = "The request is not signed with this Slack app's signing secret (or is older than five minutes)."
 
-Handler = Callable[[UserMessage], Awaitable[Any]]
 
 
 def signature_is_valid(secret: str, timestamp: str, body: bytes, signature: str, now: float) -> bool:
@@ -146,6 +147,7 @@ class EnvSlackInput(SlackInput):
         return SlackOutput(self.slack_token, self.api_url, channel or self.slack_channel, thread_id)
 
     def blueprint(self, on_new_message: Handler) -> Blueprint:
+        on_new_message = answering_on_failure(on_new_message)  # an apology when a part behind Rasa fails
         slack = Blueprint("shop_slack_webhook", __name__)
 
         @slack.route("/", methods=["GET"])

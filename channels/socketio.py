@@ -23,6 +23,8 @@ from rasa.core.channels.channel import UserMessage
 from rasa.core.channels.socketio import SocketIOInput, SocketIOOutput
 from sanic import Blueprint
 
+from channels.guard import answering_on_failure
+
 logger = logging.getLogger(__name__)
 
 SESSION_ID = re.compile(r"[0-9a-f]{32}")
@@ -41,6 +43,7 @@ class SessionSocketIOInput(SocketIOInput):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         """Rasa's blueprint (health check, JWT check on connect), with long-polling only and our two handlers."""
+        on_new_message = answering_on_failure(on_new_message)  # an apology when a part behind Rasa fails
         socketio_webhook = super().blueprint(on_new_message)
         sio = self.sio
         sio.eio.transports, sio.eio.allow_upgrades = ["polling"], False

@@ -12,8 +12,14 @@ export TF_CPP_MIN_LOG_LEVEL=2 SQLALCHEMY_SILENCE_UBER_WARNING=1 PYTHONWARNINGS=i
 export ACTION_SERVER_PORT=${ACTION_SERVER_PORT:-5055}
 # rasa shell stops waiting for a reply after 10 s by default; a reply the generator writes on a CPU can take longer.
 export RASA_SHELL_STREAM_READING_TIMEOUT_IN_SECONDS=${RASA_SHELL_STREAM_READING_TIMEOUT_IN_SECONDS:-60}
-# Conversations (Rasa's tracker store, endpoints.yml): a SQLite file by default, PostgreSQL when you set it.
-export TRACKER_STORE_URL=${TRACKER_STORE_URL:-sqlite:///$PROJECT_ROOT/var/tracker.db}
+# endpoints.yml reads these. The defaults are the embedded profile: one process, nothing but SQLite files;
+# scripts/cluster.sh sets the scale-out profile (docs/deployment.md). Passwords come from your shell, never from here.
+export ACTION_ENDPOINT_URL=${ACTION_ENDPOINT_URL:-http://localhost:$ACTION_SERVER_PORT/webhook}
+export TRACKER_STORE_URL=${TRACKER_STORE_URL:-sqlite:///$PROJECT_ROOT/var/tracker.db}  # conversations
+export LOCK_STORE_TYPE=${LOCK_STORE_TYPE:-in_memory}  # replicas: shop.lock_store.AtomicRedisLockStore
+export REDIS_HOST=${REDIS_HOST:-localhost} REDIS_PORT=${REDIS_PORT:-6379} REDIS_PASSWORD=${REDIS_PASSWORD:-}
+export EVENT_BROKER_URL=${EVENT_BROKER_URL:-}  # amqp://user:password@host:5672/ publishes every event; empty: none
+export EVENT_BROKER_QUEUE=${EVENT_BROKER_QUEUE:-rasa_events}
 export SHOP_MODEL=${SHOP_MODEL:-$PROJECT_ROOT/models/shop.tar.gz}
 export SHOP_CHROMIUM=${SHOP_CHROMIUM:-/usr/bin/chromium}  # the browser the web chat's tests drive
 mkdir -p "$PROJECT_ROOT/var/log"

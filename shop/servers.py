@@ -19,6 +19,9 @@ from shop.settings import PROJECT_ROOT
 
 RASA = str(Path(sys.executable).with_name("rasa"))
 DEFAULT_MODEL = PROJECT_ROOT / "models" / "shop.tar.gz"
+# endpoints.yml's settings for one process (scripts/env.sh has the same defaults): no Redis, no broker.
+EMBEDDED_PROFILE = {"LOCK_STORE_TYPE": "in_memory", "REDIS_HOST": "localhost", "REDIS_PORT": "6379",
+                    "REDIS_PASSWORD": "", "EVENT_BROKER_URL": "", "EVENT_BROKER_QUEUE": "rasa_events"}
 
 
 def free_port() -> int:
@@ -53,12 +56,19 @@ class RunningServers:
         self.processes[name] = subprocess.Popen(self.commands[name], cwd=self.root, env=self.env,
                                                 stdout=self.logs[name].open("a"), stderr=subprocess.STDOUT)
 
-    def kill_and_restart(self, name: str) -> None:
-        """SIGKILL process `name`, as a crash would, start it again on the same port, and wait until it serves."""
+    def kill(self, name: str) -> None:
+        """SIGKILL process `name`, as a crash would."""
         self.processes[name].kill()
         self.processes[name].wait(timeout=30)
+
+    def restart(self, name: str) -> None:
+        """Start process `name` again on its port and wait until it serves."""
         self.spawn(name)
         self.readiness[name]()
+
+    def kill_and_restart(self, name: str) -> None:
+        self.kill(name)
+        self.restart(name)
 
     def send(self, sender: str, message: str, timeout: float = 60) -> List[Dict]:
         response = requests.post(
@@ -101,15 +111,21 @@ def start_servers(
 
     `auth_token` protects Rasa's HTTP API (`--auth-token`); `extra_args` go to `rasa run` as they are. `root` is the
     checkout whose code both servers run (another one: a benchmark's "before" tree, bench/before.py).
-    `tracker_store_url` (an SQLAlchemy URL) keeps the conversations in Rasa's SQLTrackerStore; without it Rasa keeps
-    them in memory, as the tests need nothing more.
+    Rasa reads the checkout's own endpoints.yml, filled from the environment as in production (one process: in-memory
+    lock store, no event broker); the conversations go to `tracker_store_url` (an SQLAlchemy URL), by default a
+    SQLite file in `workdir`. `extra_env` overrides any of it. An older checkout whose endpoints.yml reads no
+    environment gets one written for it.
     """
     action_port, rasa_port = free_port(), free_port()
-    endpoints = workdir / "endpoints.yml"
-    endpoints.write_text(f'action_endpoint:\n  url: "http://localhost:{action_port}/webhook"\n' + (
-        f"tracker_store:\n  type: SQL\n  url: {tracker_store_url}\n" if tracker_store_url else ""))
-    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(root),
-           "RASA_TELEMETRY_ENABLED": "false", **(extra_env or {})}
+    tracker_store_url = tracker_store_url or f"sqlite:///{workdir / 'tracker.db'}"
+    endpoints = root / "endpoints.yml"
+    if "${ACTION_ENDPOINT_URL}" not in endpoints.read_text():
+        endpoints = workdir / "endpoints.yml"
+        endpoints.write_text(f'action_endpoint:\n  url: "http://localhost:{action_port}/webhook"\n'
+                             f"tracker_store:\n  type: SQL\n  url: {tracker_store_url}\n")
+    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(root), "RASA_TELEMETRY_ENABLED": "false",
+           **EMBEDDED_PROFILE, "ACTION_ENDPOINT_URL": f"http://localhost:{action_port}/webhook",
+           "TRACKER_STORE_URL": tracker_store_url, **(extra_env or {})}
     commands = {
         "actions": [RASA, "run", "actions", "--actions", "actions", "--port", str(action_port)],
         "rasa": [RASA, "run", "--enable-api", "--model", str(model), "--endpoints", str(endpoints),

@@ -103,3 +103,34 @@ def trained_model() -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return model
+
+
+RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def require_service(name: str, reachable: bool, address: str) -> None:
+    """Skip a test whose service is not running here, or fail when REQUIRE_SERVICES=1 (CI starts them)."""
+    if reachable:
+        return
+    if os.environ.get("REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{name} required (REQUIRE_SERVICES=1) but unreachable at {address}")
+    pytest.skip(f"{name} not reachable at {address}")
+
+
+def _port_open(url: str, default_port: int) -> bool:
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname, parts.port or default_port), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def rabbitmq_url() -> str:
+    require_service("RabbitMQ", _port_open(RABBITMQ_URL, 5672), RABBITMQ_URL)
+    return RABBITMQ_URL
