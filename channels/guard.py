@@ -1,7 +1,8 @@
 """Every customer message gets an answer, even when something behind Rasa fails.
 
 Stock Rasa 3.6 is silent when a part is down: the REST channel answers `200 []` when the tracker store, the lock
-store or the model fails, socket.io and Slack answer nothing, and when the action server cannot be reached Rasa
+store or the model fails (or silently starts the conversation over: shop/tracker_store.py), socket.io and Slack
+answer nothing, and when the action server cannot be reached Rasa
 logs the error, drops the action's events and carries on, so the customer sees no reply or an unrelated one. Each
 of the project's channels passes Rasa's message handler through `answering_on_failure`, which adds the bot's
 apology (`technical_problem` in actions/responses.yml) to the turn in both cases, and logs what failed.
@@ -22,6 +23,7 @@ from typing import Any, Awaitable, Callable, List, Optional
 from rasa.core.channels.channel import UserMessage
 
 from actions.messages import render
+from shop.tracker_store import TrackerStoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ def answering_on_failure(on_new_message: Handler) -> Handler:
         failed = False
         try:
             await on_new_message(message)
-        except Exception:  # noqa: BLE001 - whatever broke, the customer is answered and the cause is logged
+        except (Exception, TrackerStoreUnavailable):  # noqa: BLE001 - whatever broke, the customer is answered
             failed = True
             logger.exception(f"Conversation {message.sender_id}: the message could not be handled "
                              f"(tracker store, lock store or model); the customer got the apology.")

@@ -117,8 +117,8 @@ class Cluster:
         return {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "RASA_TELEMETRY_ENABLED": "false",
                 "ACTION_ENDPOINT_URL": f"http://127.0.0.1:{s.action_port}/webhook",
                 "TRACKER_STORE_URL": s.tracker_store_url, "DATABASE_URL": s.database_url,
-                "LOCK_STORE_TYPE": "shop.lock_store.AtomicRedisLockStore", "REDIS_HOST": s.redis_host, "REDIS_PORT": s.redis_port,
-                "REDIS_PASSWORD": s.redis_password, "EVENT_BROKER_URL": s.event_broker_url,
+                "LOCK_STORE_TYPE": "shop.lock_store.AtomicRedisLockStore", "REDIS_HOST": s.redis_host,
+                "REDIS_PORT": s.redis_port, "REDIS_PASSWORD": s.redis_password, "EVENT_BROKER_URL": s.event_broker_url,
                 "EVENT_BROKER_QUEUE": s.event_queue,
                 "EVENTS_DATABASE_URL": s.events_database_url or s.tracker_store_url, **s.extra_env}
 
@@ -172,15 +172,34 @@ class Cluster:
         (self.run_dir / f"{name}.pid").write_text(str(child.pid))
 
     def healthy(self, name: str) -> bool:
+        """Alive, answering its health check, and (for a server behind the balancer) in service there."""
         process = self.processes[name]
         if self.pid(name) is None:
             return False
-        if process.health_url is None:
-            return True
+        if process.health_url is not None:
+            try:
+                if not requests.get(process.health_url, timeout=2).ok:
+                    return False
+            except requests.RequestException:
+                return False
+        if name == "balancer":
+            return all(state == "UP" for state in self.balancer_view().values())
+        if name.startswith(("rasa-", "actions-")) and self.pid("balancer") is not None:
+            return all(state == "UP" for (_, server), state in self.balancer_view().items() if server == name)
+        return True
+
+    def balancer_view(self) -> Dict[tuple, str]:
+        """{(backend, server): state} as HAProxy sees it (UP, DOWN, ...), from its stats page."""
         try:
-            return requests.get(process.health_url, timeout=2).ok
+            csv = requests.get(f"http://127.0.0.1:{self.settings.stats_port}/;csv", timeout=2).text
         except requests.RequestException:
-            return False
+            return {}
+        view = {}
+        for line in csv.splitlines():
+            fields = line.split(",")
+            if len(fields) > 17 and not line.startswith("#") and fields[1] not in ("FRONTEND", "BACKEND"):
+                view[(fields[0], fields[1])] = fields[17].split(" ")[0]
+        return view
 
     def wait_healthy(self, name: str, timeout_s: float = 300) -> None:
         deadline = time.monotonic() + timeout_s

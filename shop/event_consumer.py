@@ -21,7 +21,6 @@ import time
 from typing import Any, Dict, List, Optional
 
 import aio_pika
-import sqlalchemy.exc
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, create_engine, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -95,7 +94,7 @@ async def consume(broker_url: str, engine: Engine, queue_name: str = DEFAULT_QUE
                 return stored
         except asyncio.CancelledError:
             raise
-        except (aio_pika.exceptions.AMQPError, ConnectionError, OSError, sqlalchemy.exc.OperationalError) as exc:
+        except Exception as exc:  # noqa: BLE001 - aiormq's closed-channel errors are not all AMQPError
             # unacknowledged messages go back to the queue when the channel closes: nothing is lost
             logger.error(f"Broker or database unreachable ({exc!r}); retrying in 2 s.")
             await asyncio.sleep(2)

@@ -1,5 +1,6 @@
 """Conversations survive a crash: Rasa killed with SIGKILL halfway through a form and started again goes on where
-the customer was, with the tracker store endpoints.yml configures (SQLTrackerStore on SQLite, and on PostgreSQL)."""
+the customer was, with the tracker store endpoints.yml configures (on SQLite, and on PostgreSQL); an action server
+that dies mid-conversation costs the customer one apology, not an error or silence."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import yaml
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
+from actions.messages import render
 from shop.db import make_engine
 from shop.servers import start_servers
 from shop.settings import PROJECT_ROOT
@@ -34,7 +36,7 @@ def tracker_store_url(store: str, work: Path) -> str:
 
 def test_the_default_endpoints_keep_conversations_in_a_database():
     store = yaml.safe_load((PROJECT_ROOT / "endpoints.yml").read_text())["tracker_store"]
-    assert store == {"type": "SQL", "url": "${TRACKER_STORE_URL}"}
+    assert store == {"type": "shop.tracker_store.StrictSQLTrackerStore", "url": "${TRACKER_STORE_URL}"}
     env_sh = (PROJECT_ROOT / "scripts" / "env.sh").read_text()
     assert "TRACKER_STORE_URL=${TRACKER_STORE_URL:-sqlite:///$PROJECT_ROOT/var/tracker.db}" in env_sh
 
@@ -59,3 +61,16 @@ def test_a_form_goes_on_after_rasa_is_killed_and_started_again(tmp_path, trained
         stored = connection.execute(text("SELECT count(*) FROM events WHERE sender_id = :s AND type_name = 'user'"),
                                     {"s": sender}).scalar_one()
     assert stored == 3  # every customer message is in the tracker store, none lost in the crash
+
+
+def test_an_action_server_killed_mid_conversation_costs_one_apology_then_the_form_goes_on(servers):
+    sender = f"actions-down-{uuid.uuid4().hex[:8]}"
+    servers.send(sender, "where is my order?")
+    assert "email" in servers.say(sender, "10002")
+    servers.running.kill("actions")
+    try:
+        replies = servers.send(sender, "alice@example.com")  # a 2xx: send() raises on anything else
+        assert render("technical_problem") in [reply.get("text") for reply in replies]
+    finally:
+        servers.running.restart("actions")
+    assert "Order 10002 is shipped" in servers.say(sender, "alice@example.com")
