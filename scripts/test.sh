@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Runs every check: lint, Rasa data validation, unit and database tests (SQLite and PostgreSQL),
-# end-to-end REST conversations, the channels (REST authentication, the web chat in Chromium, Slack), and the
-# conversation test stories. Sets up (Python packages, Chromium) and trains first if needed.
+# Runs every check: lint, the deployment files, Rasa data validation, unit and database tests (SQLite and
+# PostgreSQL), end-to-end REST conversations, the channels (REST authentication, the web chat in Chromium, Slack),
+# the cluster under faults (PostgreSQL, Redis, RabbitMQ, HAProxy), and the conversation test stories. Sets up
+# (Python packages, Chromium, HAProxy) and trains first if needed.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$PROJECT_ROOT"
 
 ./scripts/setup.sh
 ./scripts/setup-browser.sh
+./scripts/setup-balancer.sh
+
+echo "== deployment files (Kubernetes, compose, HAProxy; offline)"
+./scripts/validate-deploy.sh
 
 echo "== lint"
 ruff check .

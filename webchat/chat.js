@@ -166,7 +166,9 @@
     console.error("shop chat: socket.io.min.js must be loaded before chat.js");
     return;
   }
-  const socket = window.io(server, { path: "/socket.io" });
+  // withCredentials: the balancer's sticky cookie goes along from the shop's own site too (another origin), so every
+  // poll of this session reaches the replica that holds it (docs/deployment.md).
+  const socket = window.io(server, { path: "/socket.io", withCredentials: true });
   let joined = null; // the session this tab's connection receives answers for
   let replyTimer = null;
 
