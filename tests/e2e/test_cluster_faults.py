@@ -1,6 +1,7 @@
 """The scale-out profile under faults: two Rasa replicas and two action servers behind HAProxy (shop/cluster.py,
 what scripts/cluster.sh runs), conversations in PostgreSQL, the lock store in Redis, events through RabbitMQ to the
-consumer. Each test breaks one thing a production cluster loses sooner or later and checks what a customer sees.
+consumer, started and stopped by scripts/cluster.sh itself. Each test breaks one thing a production cluster loses
+sooner or later and checks what a customer sees.
 
 Needs the machine's PostgreSQL, Redis and RabbitMQ (.ci/run starts them) and HAProxy (scripts/setup-balancer.sh);
 without them: skipped with the reason, or failed when REQUIRE_SERVICES=1 (CI). The PostgreSQL and RabbitMQ tests
@@ -10,6 +11,7 @@ restart the machine's servers (pg_ctlcluster, rabbitmqctl), as an outage would.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -27,6 +29,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from actions.messages import render
 from shop.cluster import HAPROXY, Cluster, ClusterSettings
+from shop.settings import PROJECT_ROOT
 from tests.conftest import POSTGRES_URL, RABBITMQ_URL, REDIS_URL, _port_open, require_service
 
 pytestmark = pytest.mark.e2e
@@ -68,11 +71,21 @@ def cluster(tmp_path_factory, trained_model: Path) -> Iterator[Cluster]:
         event_queue=f"test_events_{suffix}",
     )
     running = Cluster(settings)
+    script = [str(PROJECT_ROOT / "scripts" / "cluster.sh")]
+    where = ["--workdir", str(settings.workdir)]
+    env = {**os.environ, "SHOP_MODEL": str(trained_model), "TRACKER_STORE_URL": settings.tracker_store_url,
+           "DATABASE_URL": settings.database_url, "REDIS_HOST": "127.0.0.1", "REDIS_PORT": "6379",
+           "EVENT_BROKER_URL": RABBITMQ_URL, "EVENT_BROKER_QUEUE": settings.event_queue}
     try:
-        running.up(say=lambda line: None)
+        up = subprocess.run([*script, "up", "--replicas", "2", "--actions", "2", "--port", str(settings.port), *where],
+                            env=env, capture_output=True, text=True, timeout=600)
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        status = subprocess.run([*script, "status", *where], env=env, capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0 and status.stdout.count(" up ") == 6, status.stdout  # 2+2, consumer, balancer
         yield running
     finally:
-        running.down(say=lambda line: None)
+        subprocess.run([*script, "down", *where], env=env, capture_output=True, timeout=120)
+        assert all(running.pid(name) is None for name in running.processes), "scripts/cluster.sh down left some"
         admin = create_engine(POSTGRES_URL, future=True, isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
             for database in databases.values():
@@ -255,3 +268,26 @@ def test_the_broker_stopped_customers_are_still_answered_and_the_events_arrive_l
         consumed.dispose()
     logs = "".join(cluster.tail(name, 200000) for name in ("rasa-1", "rasa-2"))
     assert "unreachable" in logs and "reachable again" in logs  # the outage was logged, not hidden
+
+
+def socketio_session(cluster: Cluster, keep_cookies: bool) -> List[int]:
+    """A web chat's first requests through the balancer (engine.io long-polling): open, join the namespace, ask
+    for a conversation; the status code of each."""
+    url = f"http://127.0.0.1:{cluster.settings.port}/socket.io/"
+    with requests.Session() as browser:
+        opened = browser.get(url, params={"EIO": "4", "transport": "polling"}, timeout=10)
+        sid = json.loads(opened.text[1:])["sid"]
+        if not keep_cookies:
+            browser.cookies.clear()
+        query = {"EIO": "4", "transport": "polling", "sid": sid}
+        codes = [opened.status_code]
+        for packet in ("40", '42["session_request",{}]'):
+            codes.append(browser.post(url, params=query, data=packet, timeout=10).status_code)
+            codes.append(browser.get(url, params=query, timeout=30).status_code)
+    return codes
+
+
+def test_a_web_chat_session_sticks_to_its_replica(cluster):
+    assert socketio_session(cluster, keep_cookies=True) == [200] * 5
+    # without the balancer's cookie, round-robin sends some polls to the replica that never opened the session
+    assert 400 in socketio_session(cluster, keep_cookies=False)
