@@ -19,7 +19,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy.exc import SQLAlchemyError
 
 from actions.base import ShopAction, is_verified, verified_order
-from actions.messages import say
+from actions.messages import MESSAGE_NAME, say
 from generator.config import get_config
 from generator.prompt import ASSISTANT, CUSTOMER
 from generator.service import Reply, ReplyRequest, get_service
@@ -70,7 +70,7 @@ async def knowledge_reply(tracker: Tracker, min_score: Optional[float] = None) -
 def utter_reply(dispatcher: CollectingDispatcher, reply: Reply) -> None:
     """Send a grounded reply; the metadata (kept in the tracker, not shown) says where it came from."""
     dispatcher.utter_message(text=reply.text, **{
-        KNOWLEDGE_ANSWER: True,
+        KNOWLEDGE_ANSWER: True, MESSAGE_NAME: "knowledge_answer",
         "generator": {"source": reply.source, "passage": reply.passage_id, "score": reply.score,
                       "rejected": list(reply.rejected)},
     })

@@ -16,6 +16,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from shop.settings import get_settings
 
 CATALOGUE_FILE = Path(__file__).with_name("responses.yml")
+MESSAGE_NAME = "message_name"  # bot event metadata: which catalogue message this was (Rasa's responses: utter_action)
 
 
 @lru_cache(maxsize=1)
@@ -41,10 +42,12 @@ def render(name: str, **values: Any) -> str:
 def say(
     dispatcher: CollectingDispatcher, name: str, buttons: Optional[List[Dict[str, str]]] = None, **values: Any
 ) -> None:
-    """Send message `name`; `buttons` replaces the catalogue's buttons when given."""
+    """Send message `name`; `buttons` replaces the catalogue's buttons when given. The name goes into the bot
+    event's metadata (kept in the tracker, never shown), so analytics can count what the bot said by name."""
     entry = catalogue()[name]
     dispatcher.utter_message(
-        text=render(name, **values), buttons=entry.get("buttons", []) if buttons is None else buttons
+        text=render(name, **values), buttons=entry.get("buttons", []) if buttons is None else buttons,
+        **{MESSAGE_NAME: name},
     )
 
 

@@ -9,7 +9,7 @@ from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import ShopAction, latest_intent
-from actions.messages import say
+from actions.messages import MESSAGE_NAME, say
 from shop.knowledge import policy_answer
 
 
@@ -20,7 +20,7 @@ class ActionAnswerPolicy(ShopAction):
     def act(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[str, Any]) -> List[EventType]:
         answer = policy_answer(latest_intent(tracker))
         if answer:
-            dispatcher.utter_message(text=answer)
+            dispatcher.utter_message(text=answer, **{MESSAGE_NAME: "policy_answer"})
         else:
             say(dispatcher, "out_of_scope")
         return []

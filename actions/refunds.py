@@ -9,7 +9,7 @@ from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import ShopAction, not_verified, verified_order
-from actions.messages import say
+from actions.messages import MESSAGE_NAME, say
 from actions.verification import VerifiedOrderForm
 from shop.db import session_scope
 from shop.refunds import describe_refunds
@@ -34,5 +34,5 @@ class ActionRefundStatus(ShopAction):
             if not sentences:
                 say(dispatcher, "no_refunds", order_id=order.id)
             for sentence in sentences:
-                dispatcher.utter_message(text=sentence)
+                dispatcher.utter_message(text=sentence, **{MESSAGE_NAME: "refund_status"})
         return []

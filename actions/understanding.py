@@ -16,7 +16,7 @@ from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import ShopAction
-from actions.messages import catalogue, say
+from actions.messages import MESSAGE_NAME, catalogue, say
 from shop.settings import get_settings
 
 CLARIFICATION = "clarification"  # bot message metadata: this message was a "Did you mean ...?" question
@@ -51,7 +51,7 @@ def just_asked_to_clarify(tracker: Tracker) -> bool:
 def ask_to_clarify(dispatcher: CollectingDispatcher, options: List[str]) -> None:
     entry = catalogue()["clarify"]
     buttons = [{"title": entry["options"][intent], "payload": f"/{intent}"} for intent in options]
-    dispatcher.utter_message(text=entry["text"], buttons=buttons, **{CLARIFICATION: True})
+    dispatcher.utter_message(text=entry["text"], buttons=buttons, **{CLARIFICATION: True, MESSAGE_NAME: "clarify"})
 
 
 def ask_what_to_do(dispatcher: CollectingDispatcher, tracker: Tracker, *, about_anything: bool = False) -> bool:
