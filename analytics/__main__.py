@@ -11,11 +11,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from analytics import inbox, report, simulate
-
-
-class UsageProblem(Exception):
-    """Bad input the user can fix (no tracker store, an unreadable file, ...): shown as one line."""
+from analytics import UsageProblem, inbox, report, simulate
 
 
 def main(argv: Optional[List[str]] = None) -> int:
