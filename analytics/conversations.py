@@ -45,6 +45,7 @@ class Turn:
     actions: List[str] = field(default_factory=list)
     bot: List[BotMessage] = field(default_factory=list)
     answered_at: Optional[float] = None
+    slots: List[Tuple[str, Any]] = field(default_factory=list)  # (name, value) of each slot set in this turn, in order
 
     @property
     def latency_s(self) -> Optional[float]:
@@ -106,12 +107,17 @@ def read_conversations(url_or_engine: Any, since: Optional[float] = None, until:
     with engine.connect().execution_options(stream_results=True) as connection:
         current: Optional[_Builder] = None
         for row in connection.execute(query, params):
+            timestamp = _float(row.timestamp)
+            if timestamp is None or timestamp != timestamp:  # SQLite keeps whatever it is given, text or NULL too
+                skipped += 1
+                logger.warning(f"Skipped an event row of conversation {row.sender_id} without a valid timestamp")
+                continue
             if current is None or row.sender_id != current.conversation.sender_id:
                 if current is not None:
                     conversations.append(current.finish())
-                current = _Builder(row.sender_id, row.timestamp or 0.0)
+                current = _Builder(row.sender_id, timestamp)
             try:
-                current.add(row.type_name, row.timestamp or 0.0, row.action_name, row.data)
+                current.add(row.type_name, timestamp, row.action_name, row.data)
             except (ValueError, TypeError, AttributeError) as exc:
                 skipped += 1
                 logger.warning(f"Skipped a broken event row of conversation {row.sender_id}: {exc}")
@@ -159,6 +165,8 @@ class _Builder:
         elif type_name == "slot":
             data = _json(raw)
             conversation.slots.setdefault(str(data.get("name")), []).append(data.get("value"))
+            if self.turn is not None:
+                self.turn.slots.append((str(data.get("name")), data.get("value")))
         elif type_name == "active_loop":
             name = _json(raw).get("name")
             if name:
