@@ -7,7 +7,7 @@ log in `<workdir>/log/`, so `down` and `status` work from another shell.
 Why HAProxy in front of both tiers: customers reach any replica (REST round-robin; socket.io stuck to one replica
 by a cookie, as its sessions live in one process), and Rasa reaches any action server through one URL; a process
 that stops answering its health check (`GET /` on Rasa, `GET /health` on an action server) is taken out within
-about 2 s, and a request refused by a dead process is sent to another (`option redispatch`).
+about 6 s, and a request refused by a dead process is sent to another at once (`option redispatch 1`).
 """
 
 from __future__ import annotations
@@ -131,7 +131,10 @@ class Cluster:
             "defaults", "    mode http", "    log global", "    option dontlog-normal",
             "    timeout connect 2s", "    timeout client 120s", "    timeout server 120s",
             "    retries 3", "    option redispatch 1",  # a request a dead process refused goes to another at once
-            "    default-server inter 1s fall 2 rise 1",
+            # A busy replica answers its health check late, not never: with a 1 s check timeout HAProxy took the
+            # only replica out under load and customers got 503s (bench.load). A dead one refuses at once.
+            "    timeout check 5s", "    timeout queue 60s",
+            "    default-server inter 2s fall 3 rise 1 maxconn 32",
             "frontend customers", f"    bind 127.0.0.1:{s.port}", "    acl sio path_beg /socket.io",
             "    use_backend rasa_sio if sio", "    default_backend rasa_rest",
             "backend rasa_rest", "    balance roundrobin", "    option httpchk GET /",
