@@ -350,6 +350,52 @@ def conversation_rows(r: Dict) -> List[str]:
     return lines
 
 
+LOAD_SETUPS = {"embedded": "embedded", "one-replica": "1 replica", "two-replicas": "2 replicas"}
+
+
+def load_rows(r: Dict) -> List[str]:
+    """The load benchmark (bench/load.py): each setup at each level side by side, then the saturation points."""
+    c, setups = r["configuration"], r["setups"]
+
+    def row(setup: str, customers: str, m: Dict) -> str:
+        lat, ev = m.get("latency_ms", {}), m["events"]
+        consumer = f"{ev['consumer_missing']}" if "consumer_missing" in ev else "-"
+        rss = sum(p["rss_peak_mib"] for name, p in m["usage"]["processes"].items() if name != "locust")
+        return (f"| {LOAD_SETUPS.get(setup, setup)} | {customers} | {m['turns_per_s']} | {lat.get('p50', 0):.0f} / "
+                f"{lat.get('p95', 0):.0f} / {lat.get('p99', 0):.0f} | {m['errors']} of {m['turns']} | {ev['lost']} of "
+                f"{ev['answered_2xx']} | {consumer} | {rss / 1024:.1f} GiB |")
+
+    lines = [f"**Load** (`{r['command']}`, {r['machine']['cpus']} CPUs, {r['measured_at']}; {c['locust']}, "
+             f"`{c['conversations']['file']}`; think time {c['think_s'][0]:g}-{c['think_s'][1]:g} s, "
+             f"{c['duration_s']} s per level, the whole run {r['wall_s'] / 60:.0f} min)", "",
+             "| setup | customers | turns/s | p50 / p95 / p99 ms | errors | events lost | consumer missing "
+             "| peak RSS |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for setup, s in setups.items():
+        lines += [row(setup, users, m) for users, m in s["levels"].items()]
+        if "saturation" in s:
+            lines.append(row(setup, f"{s['saturation']['users']}, no think time", s["saturation"]))
+    return lines + [""] + load_sizing_rows(r)
+
+
+def load_sizing_rows(r: Dict) -> List[str]:
+    """The saturation point of each setup on this machine, and per CPU core (for sizing)."""
+    derived, setups = r["derived"], r["setups"]
+    lines = [f"| setup | saturation ({r['configuration']['saturation_users']} customers, no think time) | per CPU core "
+             f"({derived['cpus']} cores) | p95 at saturation | vs embedded | cores busy: Rasa / all |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for setup, value in derived["saturation_turns_per_s"].items():
+        versus = derived.get(f"{setup}/embedded", {}).get("saturation_turns_per_s")
+        usage = setups[setup]["saturation"]["usage"]
+        rasa = sum(p["cpu_cores"] for name, p in usage["processes"].items() if name.startswith("rasa"))
+        busy = sum(p["cpu_cores"] for p in usage["processes"].values()) + sum(usage["services_cpu_s"].values()) \
+            / usage["wall_s"]
+        lines.append(f"| {LOAD_SETUPS.get(setup, setup)} | {value} turns/s | "
+                     f"{derived['saturation_turns_per_s_per_cpu'][setup]} turns/s | "
+                     f"{setups[setup]['saturation']['latency_ms'].get('p95', 0):.0f} ms | "
+                     f"{f'{versus}x' if versus else '-'} | {rasa:.2f} / {busy:.2f} |")
+    return lines
+
+
 def load(name: str) -> Dict | None:
     path = RESULTS_DIR / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
@@ -425,7 +471,17 @@ def replace_block(path: Path, name: str, content: str) -> None:
     print(f"updated {name} in {path}")
 
 
+def write_load() -> None:
+    """The load table into docs/load.md, and the sizing table into the README when it has a LOAD block."""
+    results = load("load")
+    if results:
+        replace_block(ROOT / "docs" / "load.md", "LOAD", "\n".join(load_rows(results)))
+        if "<!-- LOAD:START -->" in README.read_text():
+            replace_block(README, "LOAD", "\n".join(load_sizing_rows(results)))
+
+
 def main() -> None:
+    write_load()
     replace_block(DOCS, "BENCHMARKS", render())
     replace_block(README, "HEADLINES", "\n".join(headline_rows()))
     understanding, tone, conversations = load("understanding"), load("tone"), load("conversations")

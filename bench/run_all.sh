@@ -33,4 +33,5 @@ python -m bench.intent_recipes
 echo "== encoders: one message's forward pass through each network installable here, against the latency budgets"
 python -m bench.encoders
 
+echo "== load: simulated customers on the embedded profile, one replica, two replicas (~20 min)"; python -m bench.load
 python -m bench.report
