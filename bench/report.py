@@ -443,6 +443,23 @@ def headline_rows() -> List[str]:
         rows.append(("`python -m bench.generator`", "free-form replies: right fact / unsupported facts",
                      f"{pct(q['right_fact_share'])} / {q['unsupported_in_final']}",
                      f"p95 {g['action_server']['reply_ms']['p95']} ms", g["measured_at"]))
+    loop, speed, traffic = load("learning-loop"), load("report-speed"), load("load")
+    if loop:
+        rows.append(("`python -m bench.learning_loop`", "held-out intent accuracy after one inbox round",
+                     pct(loop["after"]["accuracy"]["overall"]), f"before: {pct(loop['before']['accuracy']['overall'])}",
+                     loop["measured_at"]))
+    if speed:
+        stores = speed["stores"]
+        rows.append(("`python -m bench.report_speed`", f"report on {speed['conversations']:,} conversations, "
+                     "SQLite / PostgreSQL", " / ".join(f"{stores[n]['report_s']} s" for n in ("sqlite", "postgresql")),
+                     f"limit {speed['limit_s']:.0f} s", speed["measured_at"]))
+    if traffic:
+        saturation = traffic["derived"]["saturation_turns_per_s"]
+        lost = sum(m["events"]["lost"] for s in traffic["setups"].values()
+                   for m in [*s["levels"].values(), *([s["saturation"]] if "saturation" in s else [])])
+        rows.append(("`python -m bench.load`", "saturation, two replicas / one process; events lost",
+                     f"{saturation.get('two-replicas')} / {saturation.get('embedded')} turns/s; {lost}",
+                     "must lose 0", traffic["measured_at"]))
     return ["| command | measure | now | compared with | measured |", "| --- | --- | --- | --- | --- |",
             *[f"| {' | '.join(row)} |" for row in rows]]
 
