@@ -53,6 +53,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="start of the period: a time ago (30m, 24h, 7d, 2w), a UTC date or time "
                              "(2024-05-01, 2024-05-01T08:00) or 'all' (default: 7d)")
     parser.add_argument("--until", default="now", help="end of the period, same forms (default: now)")
+    parser.add_argument("--change", default=None,
+                        help="when the bot changed (a retrain, a new release), same forms: the report adds the main "
+                             "figures before and after it side by side")
     parser.add_argument("--out", default="var/report", type=Path, help="folder for report.html and report.json "
                                                                        "(default: var/report)")
     parser.add_argument("--tracker-store", dest="tracker_store", default=None,
@@ -68,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     since = parse_moment(args.since, now, "--since", allow_all=True)
     until = parse_moment(args.until, now, "--until")
+    change = parse_moment(args.change, now, "--change") if args.change else None
     report = build_report(tracker_store_url(args.tracker_store), since, until,
-                          database_url=args.database, database_explicit=args.database is not None)
+                          database_url=args.database, database_explicit=args.database is not None, change=change)
     paths = write_report(report, args.out)
     volume = report["figures"]["volume"]
     print(f"{volume['conversations']} conversations, {volume['messages']} customer messages, "
@@ -214,10 +218,14 @@ def valid_rating(value: Any) -> Optional[int]:
 
 
 def build_report(tracker_url: str, since: Optional[datetime], until: datetime, database_url: Optional[str] = None,
-                 database_explicit: bool = False, now: Optional[datetime] = None) -> Dict[str, Any]:
-    """Every figure of the period, its definitions, the period and the sources: what report.json holds."""
+                 database_explicit: bool = False, now: Optional[datetime] = None,
+                 change: Optional[datetime] = None) -> Dict[str, Any]:
+    """Every figure of the period, its definitions, the period and the sources: what report.json holds. With
+    `change`, also the main figures of the conversations that started before it and of those that started after."""
     if since is not None and since >= until:
         raise UsageProblem(f"the period is empty: --since ({iso(since)}) is not before --until ({iso(until)})")
+    if change is not None and not ((since is None or since < change) and change < until):
+        raise UsageProblem(f"--change ({iso(change)}) must fall inside the period")
     from shop.feedback import parse_rating
     from shop.settings import get_settings
 
@@ -245,6 +253,16 @@ def build_report(tracker_url: str, since: Optional[datetime], until: datetime, d
         order_numbers, shop_name = OrderNumberFormat(), "The shop"
     figures = compute(result.conversations, since, until, shop, masker(order_numbers), parse_rating)
     figures["intents"]["thresholds"] = thresholds()
+    comparison = None
+    if change is not None:
+        halves = {}
+        for name, start, end in (("before", since, change), ("after", change, until)):
+            part = [c for c in result.conversations
+                    if (start is None or c.started_at >= start.timestamp()) and c.started_at < end.timestamp()]
+            halves[name] = headline(compute(part, start, end, read_shop(shop_database_url(database_url), start, end,
+                                                                          database_explicit),
+                                            masker(order_numbers), parse_rating))
+        comparison = {"change": iso(change), **halves}
     notes = []
     if result.skipped_rows:
         notes.append(f"{result.skipped_rows} event row(s) could not be read (broken JSON) and were skipped")
@@ -264,7 +282,35 @@ def build_report(tracker_url: str, since: Optional[datetime], until: datetime, d
         "notes": notes,
         "definitions": DEFINITIONS,
         "figures": figures,
+        "comparison": comparison,
     }
+
+
+COMPARED = (("conversations", "Conversations"), ("containment", "Containment"), ("handoff_rate", "Handoff rate"),
+            ("fallback_rate", "Fallback rate (per message)"), ("clarification_rate", "\"Did you mean\" rate"),
+            ("csat_average", "CSAT average"), ("latency_p95_s", "Latency p95 (s)"))
+
+
+def headline(figures: Dict[str, Any]) -> Dict[str, Any]:
+    """The figures compared before and after a change."""
+    return {"conversations": figures["volume"]["conversations"], "containment": figures["containment"]["rate"],
+            "handoff_rate": figures["handoffs"]["rate"], "fallback_rate": figures["fallback"]["rate_per_message"],
+            "clarification_rate": figures["clarification"]["rate_per_message"],
+            "csat_average": figures["csat"]["average"], "latency_p95_s": figures["latency"]["p95_s"]}
+
+
+def comparison_table(comparison: Dict[str, Any]) -> str:
+    def shown_value(key: str, value: Any) -> str:
+        if value is None:
+            return "–"
+        return percent(value) if key.endswith(("rate", "containment")) else number(value)
+
+    body = "".join(f"<tr><td>{esc(label)}</td><td>{esc(shown_value(key, comparison['before'][key]))}</td>"
+                   f"<td>{esc(shown_value(key, comparison['after'][key]))}</td></tr>" for key, label in COMPARED)
+    return (f"<section><h2>Before and after the change of {esc(comparison['change'])}</h2>"
+            f"<p class='definition'>Conversations that started before the change, and those that started after it; "
+            f"each figure as defined below.</p><table><tr><th>figure</th><th>before</th><th>after</th></tr>"
+            f"{body}</table></section>")
 
 
 def thresholds() -> Dict[str, float]:
@@ -353,6 +399,8 @@ def render_html(report: Dict[str, Any]) -> str:
         body.append("<p class='empty'>No conversations in this period.</p>")
     else:
         body.append(summary(figures))
+        if report.get("comparison"):
+            body.append(comparison_table(report["comparison"]))
         body.extend(sections(figures, plots))
     source = report["source"]
     database = f"; shop tables: {source['database']}" if source["database"] else ""

@@ -162,3 +162,26 @@ def test_a_conversation_split_by_the_period_counts_only_its_part_inside(tmp_path
                  "--out", str(out)]) == 0
     figures = json.loads((out / "report.json").read_text())["figures"]
     assert figures["volume"]["conversations"] == 1 and figures["volume"]["messages"] == 2
+
+
+def test_a_change_splits_the_period_into_before_and_after(tmp_path):
+    """Two misunderstood conversations before a retrain, two order-status conversations after: the report's
+    comparison shows each half's own figures, and the page shows the table."""
+    path = tmp_path / "tracker.db"
+    write_store(path, {"unclear-1": misunderstood, "unclear-2": misunderstood}, start=NOW - 7200)
+    url = write_store(path, {"status-1": order_status, "status-2": order_status}, start=NOW - 1800)
+    change = datetime.fromtimestamp(NOW - 3600, UTC).strftime("%Y-%m-%dT%H:%M")
+    result = report(tmp_path, url, "--change", change)
+    before, after = result["comparison"]["before"], result["comparison"]["after"]
+    assert (before["conversations"], before["containment"], before["handoff_rate"]) == (2, 0.0, 1.0)
+    assert (after["conversations"], after["containment"], after["handoff_rate"]) == (2, 1.0, 0.0)
+    assert result["figures"]["volume"]["conversations"] == 4
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "Before and after the change of" in page
+
+
+def test_a_change_outside_the_period_is_one_clear_line(tmp_path, capsys):
+    url = write_store(tmp_path / "tracker.db", {"status": order_status})
+    assert main(["report", "--since", "2026-09-21", "--until", "2026-09-23", "--tracker-store", url,
+                 "--out", str(tmp_path / "out"), "--change", "2026-10-01"]) == 2
+    assert "--change" in capsys.readouterr().err
