@@ -2,14 +2,16 @@
 
 Each skill's form validation subclasses VerifiedOrderForm: the form asks for nothing else until the pair
 matches, a wrong pair is answered the same way whether or not the order exists, and after too many
-failures the form ends so the skill can offer a person.
+failures the form ends so the skill can offer a person. Failures are also counted across conversations
+(shop/throttle.py): past those limits the pair is not even checked, and the customer is answered as after
+too many failures.
 """
 
 from __future__ import annotations
 
 import logging
 from abc import abstractmethod
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from rasa_sdk import FormValidationAction, Tracker
 from rasa_sdk.events import EventType, SlotSet
@@ -24,10 +26,19 @@ from actions.sentiment import attend
 from shop.db import session_scope
 from shop.models import Order
 from shop.orders import normalise_email, normalise_reference, verify_order
+from shop.settings import get_settings
+from shop.throttle import CLIENT_ADDRESS, Attempt, get_throttle
 
 logger = logging.getLogger(__name__)
 
 VERIFICATION_SLOTS = ["order_id", "order_email"]
+
+
+def client_of(tracker: Tracker) -> Optional[str]:
+    """The client address our channels put in the latest message's metadata; None from other channels."""
+    metadata = (tracker.latest_message or {}).get("metadata")
+    client = metadata.get(CLIENT_ADDRESS) if isinstance(metadata, dict) else None
+    return str(client)[:255] if isinstance(client, str | int) and str(client) else None
 
 
 class VerifiedOrderForm(FormValidationAction):
@@ -89,10 +100,13 @@ class VerifiedOrderForm(FormValidationAction):
         reference, email = tracker.get_slot("order_id"), tracker.get_slot("order_email")
         if not reference or not email or is_verified(tracker):
             return []
+        attempt = Attempt(order=normalise_reference(reference), sender=tracker.sender_id, client=client_of(tracker))
         try:
+            throttle = get_throttle()
+            throttled = throttle.blocked_by(attempt)
             with session_scope() as session:
                 order = verify_order(session, reference, email)
-                if order is not None:
+                if order is not None and throttled is None:
                     return [
                         SlotSet("order_id", order.id),
                         SlotSet("order_email", normalise_email(email)),
@@ -101,12 +115,20 @@ class VerifiedOrderForm(FormValidationAction):
                         SlotSet("verification_failures", 0),
                         *self.on_verified(order),
                     ]
+            if order is None:  # a wrong pair counts, throttled or not; a right one never does
+                throttle.record_failure(attempt)
         except SQLAlchemyError:
             logger.exception("database error while verifying an order")
             say(dispatcher, "technical_problem")
             return [SlotSet("order_email", None)]
         failures = int(tracker.get_slot("verification_failures") or 0) + 1
-        logger.info("verification failed (%d in a row) in conversation %s", failures, tracker.sender_id)
+        if throttled is not None:
+            # answered as the last allowed failure: the form ends, the skill offers a person (actions/base.py)
+            failures = max(failures, get_settings().max_verification_failures)
+            logger.warning("verification throttled (too many failures per %s) in conversation %s", throttled,
+                           tracker.sender_id)
+        else:
+            logger.info("verification failed (%d in a row) in conversation %s", failures, tracker.sender_id)
         events: List[EventType] = [
             SlotSet("order_id", None),
             SlotSet("order_email", None),

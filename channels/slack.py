@@ -10,7 +10,11 @@ as a mention. This channel (URL: /webhooks/slack/webhook):
 - refuses a request whose signature is missing, wrong, or older than five minutes (401);
 - acknowledges at once and answers in the background, so a reply slower than Slack's 3 s window still arrives;
 - handles each event once: a retry (X-Slack-Retry-Num) or a second event about the same message is
-  acknowledged and dropped.
+  acknowledged and dropped;
+- limits each Slack team and user to shop.yml `rate_limits` (every request comes from Slack's own addresses, so
+  those say nothing about the sender): past it, 429 with Retry-After and X-Slack-No-Retry, and the user is told
+  once per window, in Slack, when to try again (channels/ratelimit.py). The team and user are the message's
+  `client_address` metadata for the verification throttle.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from sanic.response import HTTPResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from channels.guard import Handler, answering_on_failure
+from channels.ratelimit import get_rate_limiter
+from shop.throttle import CLIENT_ADDRESS
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +66,11 @@ def signature_is_valid(secret: str, timestamp: str, body: bytes, signature: str,
         return False
     digest = hmac.new(secret.encode(), f"v0:{timestamp}:".encode() + body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(f"v0={digest}", signature)
+
+
+def slack_client(team: Any, user: Any) -> str:
+    """Who sends a Slack message, for the rate limits and the verification throttle: the team and the user."""
+    return f"slack:{team or '-'}:{user or '-'}"
 
 
 class SeenRecently:
@@ -129,6 +140,7 @@ class EnvSlackInput(SlackInput):
                  use_threads: bool = False, conversation_granularity: str = "sender") -> None:
         self.api_url = api_url
         self.seen = SeenRecently()
+        self.told_to_wait = SeenRecently(ttl_s=get_rate_limiter().limits.window_seconds)
         super().__init__(slack_token, slack_signing_secret=slack_signing_secret, use_threads=use_threads,
                          conversation_granularity=conversation_granularity)
 
@@ -176,6 +188,13 @@ class EnvSlackInput(SlackInput):
                 logger.info(f"Slack event {message.keys[0]} already handled (retry "
                             f"{request.headers.get('X-Slack-Retry-Num', '-')}): acknowledged, not answered again.")
                 return response.text("", headers={"X-Slack-No-Retry": "1"})
+            limiter = get_rate_limiter()
+            retry_after = limiter.retry_after(message.metadata[CLIENT_ADDRESS])
+            if retry_after:
+                if self.told_to_wait.first_time([message.metadata[CLIENT_ADDRESS]]):
+                    self._tell_in_background(message, limiter.message(retry_after))
+                return response.text(limiter.message(retry_after), status=HTTPStatus.TOO_MANY_REQUESTS,
+                                     headers={"Retry-After": str(retry_after), "X-Slack-No-Retry": "1"})
             self._answer_in_background(on_new_message, message)
             return response.text("")
 
@@ -210,7 +229,8 @@ class EnvSlackInput(SlackInput):
         event = body.get("event") or {}
         users = body.get("authed_users") or [auth.get("user_id") for auth in (body.get("authorizations") or [])[:1]]
         channel = event.get("channel")
-        metadata = {"out_channel": channel, "thread_id": event.get("thread_ts", event.get("ts")), "users": users}
+        metadata = {"out_channel": channel, "thread_id": event.get("thread_ts", event.get("ts")), "users": users,
+                    CLIENT_ADDRESS: slack_client(body.get("team_id") or event.get("team"), event.get("user"))}
         if not self._is_user_message(body) or not self._is_supported_channel(body, metadata):
             return None
         # A mention in a channel also arrives as a message event: both carry the message's channel and ts.
@@ -226,7 +246,9 @@ class EnvSlackInput(SlackInput):
         user = (body.get("user") or {}).get("id", "")
         channel = (body.get("channel") or {}).get("id")
         posted = body.get("message") or {}
-        metadata = {"out_channel": channel, "thread_id": posted.get("thread_ts", posted.get("ts")), "users": [user]}
+        team = (body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id")
+        metadata = {"out_channel": channel, "thread_id": posted.get("thread_ts", posted.get("ts")), "users": [user],
+                    CLIENT_ADDRESS: slack_client(team, user)}
         keys = [f"action:{body.get('trigger_id') or action.get('action_ts')}"]
         return SlackMessage(text, user, channel, metadata["thread_id"], keys, metadata)
 
@@ -239,6 +261,15 @@ class EnvSlackInput(SlackInput):
             input_channel=self.name(), metadata=message.metadata,
         )
         task = asyncio.create_task(on_new_message(user_message))
+        self._background_tasks.add(task)
+        task.add_done_callback(self._answered)
+
+    def _tell_in_background(self, message: SlackMessage, text: str) -> None:
+        """Post `text` to the user (the rate-limit notice) after the response went out."""
+        thread = message.thread if self.use_threads else None
+        output = self.get_output_channel(message.channel, thread)
+        recipient = self._get_conversation_id(message.user, message.channel, message.thread)
+        task = asyncio.create_task(output.send_text_message(recipient, text))
         self._background_tasks.add(task)
         task.add_done_callback(self._answered)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -45,6 +46,48 @@ class UnderstandingPolicy:
 
 
 @dataclass(frozen=True)
+class ThrottlePolicy:
+    """Failed order-number/email checks allowed across conversations (shop.yml `verification.throttle`), so that
+    nobody can try pair after pair by starting new conversations: in any `window_minutes`, at most
+    `max_failures_per_order` for one order number, `per_sender` for one conversation id and `per_client` from one
+    client address (0 turns a limit off). `store`: auto (Redis when the lock store uses it, else the shop database),
+    redis or database."""
+
+    window_minutes: float = 15.0
+    max_failures_per_order: int = 10
+    per_sender: int = 10
+    per_client: int = 30
+    store: str = "auto"
+
+
+DEFAULT_RATE_LIMIT_MESSAGE = ("You're sending messages faster than I can answer. Please wait {retry_after} seconds "
+                              "and try again.")
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Messages a client address may send to the channels' webhooks in `window_seconds` (shop.yml `rate_limits`);
+    more get HTTP 429 with Retry-After, or `message` on socket.io and Slack. `per_client` 0 turns it off. `store`:
+    auto (Redis when the lock store uses it, else this process), redis or memory."""
+
+    window_seconds: float = 60.0
+    per_client: int = 60
+    store: str = "auto"
+    message: str = DEFAULT_RATE_LIMIT_MESSAGE
+
+
+@dataclass(frozen=True)
+class ClientAddresses:
+    """Where a customer's address comes from (shop.yml `client_addresses`): behind a balancer in
+    `trusted_proxies` it is taken from X-Forwarded-For; addresses in `exempt` (this machine, by default) are not
+    rate limited or throttled per client."""
+
+    trusted_proxies: Tuple[str, ...] = ("127.0.0.0/8", "::1", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                                        "fc00::/7")
+    exempt: Tuple[str, ...] = ("127.0.0.0/8", "::1")
+
+
+@dataclass(frozen=True)
 class Settings:
     shop_name: str
     database_url: str
@@ -57,6 +100,9 @@ class Settings:
     sentiment: SentimentPolicy = field(default_factory=SentimentPolicy)
     order_numbers: OrderNumberFormat = field(default_factory=OrderNumberFormat)
     understanding: UnderstandingPolicy = field(default_factory=UnderstandingPolicy)
+    throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy)
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+    client_addresses: ClientAddresses = field(default_factory=ClientAddresses)
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -109,6 +155,83 @@ def understanding_policy(raw: Dict[str, Any]) -> UnderstandingPolicy:
     return policy
 
 
+def _section(raw: Dict[str, Any], name: str) -> Dict[str, Any]:
+    section = raw.get(name) or {}
+    if not isinstance(section, dict):
+        raise ValueError(f"{name} must be a mapping of settings, got {section!r}")
+    return section
+
+
+def _non_negative_int(section: Dict[str, Any], prefix: str, name: str, default: int) -> int:
+    value = section.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{prefix}.{name} must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def _positive_number(section: Dict[str, Any], prefix: str, name: str, default: float) -> float:
+    value = section.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"{prefix}.{name} must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def _choice(section: Dict[str, Any], prefix: str, name: str, choices: Tuple[str, ...]) -> str:
+    value = str(section.get(name, choices[0])).strip().lower()
+    if value not in choices:
+        raise ValueError(f"{prefix}.{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def throttle_policy(raw: Dict[str, Any]) -> ThrottlePolicy:
+    """shop.yml `verification.throttle`."""
+    section = _section(_section(raw, "verification"), "throttle")
+    prefix, default = "verification.throttle", ThrottlePolicy()
+    return ThrottlePolicy(
+        window_minutes=_positive_number(section, prefix, "window_minutes", default.window_minutes),
+        max_failures_per_order=_non_negative_int(section, prefix, "max_failures_per_order",
+                                                 default.max_failures_per_order),
+        per_sender=_non_negative_int(section, prefix, "per_sender", default.per_sender),
+        per_client=_non_negative_int(section, prefix, "per_client", default.per_client),
+        store=_choice(section, prefix, "store", ("auto", "redis", "database")),
+    )
+
+
+def rate_limits(raw: Dict[str, Any]) -> RateLimits:
+    """shop.yml `rate_limits`; the message must say when to come back ({retry_after} seconds)."""
+    section = _section(raw, "rate_limits")
+    prefix, default = "rate_limits", RateLimits()
+    message = " ".join(str(section.get("message", default.message)).split())
+    try:
+        message.format(retry_after=1)
+    except (KeyError, IndexError, ValueError) as error:
+        raise ValueError(f"rate_limits.message may only use the placeholder {{retry_after}}: {error!r}") from error
+    return RateLimits(
+        window_seconds=_positive_number(section, prefix, "window_seconds", default.window_seconds),
+        per_client=_non_negative_int(section, prefix, "per_client", default.per_client),
+        store=_choice(section, prefix, "store", ("auto", "redis", "memory")),
+        message=message,
+    )
+
+
+def client_addresses(raw: Dict[str, Any]) -> ClientAddresses:
+    """shop.yml `client_addresses`: lists of addresses or networks (CIDR), each checked here."""
+    section = _section(raw, "client_addresses")
+    default = ClientAddresses()
+    lists = {}
+    for name in ("trusted_proxies", "exempt"):
+        value = section.get(name, list(getattr(default, name)))
+        if not isinstance(value, list):
+            raise ValueError(f"client_addresses.{name} must be a list of addresses or networks, got {value!r}")
+        for network in value:
+            try:
+                ipaddress.ip_network(str(network), strict=False)
+            except ValueError as error:
+                raise ValueError(f"client_addresses.{name}: {network!r} is not an address or network") from error
+        lists[name] = tuple(str(network) for network in value)
+    return ClientAddresses(**lists)
+
+
 def load_settings(path: Path | None = None) -> Settings:
     raw = read_config(path)
     returns = raw.get("returns", {})
@@ -144,6 +267,9 @@ def load_settings(path: Path | None = None) -> Settings:
         ),
         order_numbers=order_number_format(raw),
         understanding=understanding_policy(raw),
+        throttle=throttle_policy(raw),
+        rate_limits=rate_limits(raw),
+        client_addresses=client_addresses(raw),
     )
 
 
