@@ -6,6 +6,9 @@ so a broker outage during a deploy would take the bot down. This one starts at o
 the broker is away (bounded: `max_waiting`, the oldest dropped first, each drop counted in the log), logs the outage
 once and the recovery once, and delivers what waited when the broker is back. Each message carries a `message_id`,
 so a message sent again after a lost confirmation is stored once by the consumer (shop/event_consumer.py).
+Every event is masked before it waits or leaves (shop/pii.py): emails, phone numbers and street addresses in any text
+field (user and bot text, entities, slot values, metadata) become `[email]`, `[phone]`, `[address]`, so neither
+RabbitMQ nor whatever reads the queue holds them in clear.
 
 endpoints.yml: `type: shop.event_broker.ResilientEventBroker`, `url: ${EVENT_BROKER_URL}` (amqp://user:pw@host:5672/;
 empty: no broker), `queue: ${EVENT_BROKER_QUEUE}` (rasa_events), optional `max_waiting` (50000) and `retry_seconds` (2).
@@ -24,6 +27,8 @@ from urllib.parse import urlsplit
 import aio_pika
 from rasa.core.brokers.broker import EventBroker
 from rasa.utils.endpoints import EndpointConfig
+
+from shop.pii import mask_event
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +78,7 @@ class ResilientEventBroker(EventBroker):
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 logger.error(f"Event broker: {self.dropped} event(s) dropped so far: {self.max_waiting} were "
                              f"already waiting for {without_password(self.url)}. They are still in the tracker store.")
-        self.waiting.append((uuid.uuid4().hex, event))
+        self.waiting.append((uuid.uuid4().hex, mask_event(event)))
         self._event_arrived.set()
 
     def is_ready(self) -> bool:

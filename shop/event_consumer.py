@@ -8,6 +8,9 @@ requeue), never silently skipped. A lost broker or database connection is logged
 Settings: EVENT_BROKER_URL (amqp://user:password@host:5672/), EVENT_BROKER_QUEUE (rasa_events),
 EVENTS_DATABASE_URL (default: sqlite var/events.db), or the options below.
 `--idle-exit N` stops after N seconds without a message (for tests and benchmarks).
+
+Events are masked again before they are stored (shop/pii.py), so a publisher that does not mask (Rasa's own pika
+broker, an older replica) still leaves no email, phone number or street address in the table.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from shop.event_broker import DEFAULT_QUEUE, without_password
+from shop.pii import mask_event
 from shop.settings import PROJECT_ROOT
 
 logger = logging.getLogger("shop.event_consumer")
@@ -58,6 +62,7 @@ def row_for(message_id: str, body: bytes) -> Dict[str, Any]:
     event = json.loads(body)
     if not isinstance(event, dict) or not isinstance(event.get("event"), str) or not event.get("sender_id"):
         raise ValueError("not a Rasa event (needs 'event' and 'sender_id')")
+    event = mask_event(event)
     return {"message_id": message_id, "sender_id": str(event["sender_id"])[:255], "type_name": event["event"],
             "timestamp": event.get("timestamp"), "data": json.dumps(event), "received_at": time.time()}
 

@@ -205,8 +205,8 @@ def mask_log_text(text: str) -> str:
 
 def _mask_message(record: logging.LogRecord) -> None:
     """Format the record's message now, masked, with its traceback and stack."""
-    if getattr(record, _MASKED_FLAG, False):
-        return
+    if getattr(record, _MASKED_FLAG, None) is record.msg and not record.args:
+        return  # masked already, and not changed since (logging.makeLogRecord fills a record after it is made)
     try:
         message = record.getMessage()
     except Exception:  # noqa: BLE001 - bad arguments: keep what can be shown, masked
@@ -218,7 +218,7 @@ def _mask_message(record: logging.LogRecord) -> None:
         record.exc_text = mask_log_text(record.exc_text)
     if record.stack_info:
         record.stack_info = mask_log_text(record.stack_info)
-    setattr(record, _MASKED_FLAG, True)
+    setattr(record, _MASKED_FLAG, record.msg)
 
 
 class MaskingFilter(logging.Filter):

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from shop.event_broker import ResilientEventBroker
 from shop.event_consumer import consume, conversation_events, events_engine, stored_count
+from shop.pii import pseudonym
 
 
 @pytest.fixture
@@ -60,6 +61,55 @@ def test_every_published_event_is_stored_once_in_order(rabbitmq_url, queue, tmp_
     with engine.connect() as connection:
         rows = connection.execute(select(conversation_events.c.data).order_by(conversation_events.c.id)).all()
     assert [json.loads(row.data)["text"] for row in rows] == [f"message {n}" for n in range(60)]
+
+
+def personal_event(sender: str) -> dict:
+    """A user event as Rasa publishes it, with personal data in its text, entities, slots and metadata."""
+    return {"event": "user", "sender_id": sender, "timestamp": 1700000000.0,
+            "text": "I'm alice@example.com, call +49 151 12345678, I live at 12 Main Street",
+            "parse_data": {"intent": {"name": "inform", "confidence": 0.9},
+                           "entities": [{"entity": "email", "value": "alice@example.com"},
+                                        {"entity": "order_id", "value": "10002"}]},
+            "metadata": {"client_address": "203.0.113.9", "profile": {"address": ["Hauptstraße 5", "Berlin"]}}}
+
+
+def test_events_leave_the_bot_and_are_stored_masked(rabbitmq_url, queue, tmp_path):
+    """What the broker carries and what the consumer stores holds no email, phone number or street address in clear;
+    the consumer also masks what an unmasking publisher sent (here: published straight to the queue)."""
+    engine = events_engine(f"sqlite:///{tmp_path / 'events.db'}")
+    raw_sender = "erin@example.com"  # a REST `sender` that is an email address
+
+    async def scenario() -> bytes:
+        broker = ResilientEventBroker(rabbitmq_url, queue=queue)
+        broker.start()
+        broker.publish(personal_event("masked-sender"))
+        await wait_until(lambda: broker.published == 1)
+        await broker.close()
+        async with await aio_pika.connect(rabbitmq_url) as connection:
+            channel = await connection.channel()
+            on_the_wire = await (await channel.declare_queue(queue, durable=True)).get(no_ack=False)
+            body = on_the_wire.body
+            await on_the_wire.nack(requeue=True)
+            await channel.default_exchange.publish(
+                aio_pika.Message(json.dumps(personal_event(raw_sender)).encode(), message_id=uuid.uuid4().hex),
+                routing_key=queue)
+        await consume(rabbitmq_url, engine, queue, idle_exit=0.5)
+        return body
+
+    body = asyncio.run(scenario()).decode()
+    with engine.connect() as connection:
+        rows = connection.execute(select(conversation_events.c.sender_id, conversation_events.c.data)).all()
+    assert len(rows) == 2
+    for text in [body] + [row.data for row in rows] + [row.sender_id for row in rows]:
+        for secret in ("alice@", "erin@", "151 1234", "Main Street", "Hauptstra"):
+            assert secret not in text, text
+    stored = [json.loads(row.data) for row in rows]
+    for event_data in stored:
+        assert event_data["text"] == "I'm [email], call [phone], I live at [address]"
+        assert [entity["value"] for entity in event_data["parse_data"]["entities"]] == ["[email]", "10002"]
+        assert event_data["metadata"] == {"client_address": "203.0.113.9", "profile": {"address": ["[address]",
+                                                                                                   "Berlin"]}}
+    assert {row.sender_id for row in rows} == {"masked-sender", pseudonym(raw_sender)}
 
 
 def test_a_message_delivered_twice_is_stored_once(rabbitmq_url, queue, tmp_path):
