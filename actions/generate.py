@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import date
 from abc import ABC, abstractmethod
 from contextvars import ContextVar
 from typing import Any, Dict, List, Optional, Tuple
@@ -24,7 +25,7 @@ from generator.config import get_config
 from generator.prompt import ASSISTANT, CUSTOMER
 from generator.service import Reply, ReplyRequest, get_service
 from shop.db import session_scope
-from shop.orders import view_order
+from shop.orders import order_facts
 
 logger = logging.getLogger(__name__)
 
@@ -50,13 +51,10 @@ def verified_facts(tracker: Tracker) -> List[str]:
             order = verified_order(session, tracker)
             if order is None:
                 return []
-            view = view_order(order)
+            return order_facts(order, date.today())
     except SQLAlchemyError:
         logger.exception("generator: could not read the verified order")
         return []
-    return [f"order {view.order_id} is {view.status}; items: {view.items}",
-            f"ordered on {view.ordered_on}, shipped on {view.shipped_on}, {view.delivery}",
-            f"carrier {view.carrier}, tracking number {view.tracking_number}"]
 
 
 async def knowledge_reply(tracker: Tracker, min_score: Optional[float] = None) -> Reply:

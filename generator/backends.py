@@ -66,7 +66,8 @@ class LocalCausalLM(Backend):
     name = "local"
 
     def __init__(self, path: Union[Path, str], dtype: str = "auto", threads: int = 1, prompt_format: str = "auto",
-                 repetition_penalty: float = 1.0, max_sentences: int = 0, seed: int = 0):
+                 repetition_penalty: float = 1.0, max_sentences: int = 0, seed: int = 0,
+                 adapter: Optional[Path] = None, constrain_numbers: bool = False):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -79,6 +80,8 @@ class LocalCausalLM(Backend):
         self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
         self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=resolve_dtype(dtype),
                                                           local_files_only=True).eval()
+        self.adapter = self._merge(adapter)
+        self.constrain_numbers = constrain_numbers
         self.load_seconds = time.perf_counter() - started
         has_template = bool(getattr(self.tokenizer, "chat_template", None))
         self.chat = prompt_format == "chat" or (prompt_format == "auto" and has_template)
@@ -92,8 +95,23 @@ class LocalCausalLM(Backend):
         logger.info("generator: loaded %s (%s, %s prompt) in %.1f s", self.path, self.model.dtype,
                     "chat" if self.chat else "plain", self.load_seconds)
 
+    def _merge(self, adapter: Optional[Path]) -> Optional[str]:
+        """Merge the shop's adapter when it belongs to this model; a mismatch falls back to the base model, loudly."""
+        if adapter is None:
+            return None
+        from generator.adapter import adapter_problem, merge_adapter
+
+        problem = adapter_problem(adapter, Path(self.path))
+        if problem:
+            logger.warning("generator: adapter %s not used: %s; answering with the base model", adapter, problem)
+            return None
+        merged = merge_adapter(self.model, adapter)
+        logger.info("generator: merged adapter %s (%d weights)", adapter, merged)
+        return str(adapter)
+
     def describe(self) -> Dict[str, Any]:
-        return {"backend": self.name, "model": str(self.path), "dtype": str(self.model.dtype).replace("torch.", ""),
+        return {"backend": self.name, "model": str(self.path), "adapter": self.adapter,
+                "constrain_numbers": self.constrain_numbers, "dtype": str(self.model.dtype).replace("torch.", ""),
                 "prompt": "chat" if self.chat else "plain", "parameters": self.model.num_parameters()}
 
     def encode(self, prompt: Prompt):
@@ -106,7 +124,9 @@ class LocalCausalLM(Backend):
 
     def generate(self, prompt: Prompt, max_new_tokens: int, deadline: float,
                  cancel: Optional[threading.Event] = None) -> Generation:
-        from transformers import StoppingCriteria, StoppingCriteriaList
+        from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+
+        from generator.constrain import make_logits_processor
 
         torch = self._torch
         cancel = cancel or threading.Event()
@@ -133,13 +153,16 @@ class LocalCausalLM(Backend):
                         reason["value"] = "stop"
                 return torch.full((input_ids.shape[0],), bool(reason["value"]), dtype=torch.bool)
 
+        processors = LogitsProcessorList()
+        if self.constrain_numbers:
+            processors.append(make_logits_processor(tokenizer, prompt_length, [*prompt.facts, prompt.system]))
         with self._lock, torch.inference_mode():
             if cancel.is_set() or time.monotonic() >= deadline:
                 return Generation("", 0, time.monotonic() - started, "cancelled" if cancel.is_set() else "deadline")
             output = self.model.generate(
                 ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,
                 repetition_penalty=self.repetition_penalty, pad_token_id=self.pad_id,
-                stopping_criteria=StoppingCriteriaList([Stop()]),
+                stopping_criteria=StoppingCriteriaList([Stop()]), logits_processor=processors,
             )
         new = output[0, prompt_length:]
         text = self.tokenizer.decode(new, skip_special_tokens=True)
@@ -214,4 +237,4 @@ def make_backend(config: GeneratorConfig) -> Backend:
 
         path = ensure_prepared(config)
     return LocalCausalLM(path, config.dtype, config.threads, config.prompt_format, config.repetition_penalty,
-                         config.max_sentences)
+                         config.max_sentences, adapter=config.adapter_dir, constrain_numbers=config.constrain_numbers)

@@ -21,6 +21,8 @@ class GeneratorConfig:
     backend: str = "local"
     enabled: bool = True
     model_path: str = ""
+    adapter: str = ""
+    constrain_numbers: bool = True
     cache_dir: str = ""
     dtype: str = "auto"
     threads: int = 1
@@ -48,6 +50,14 @@ class GeneratorConfig:
             raise ValueError(f"prompt_format must be auto, chat or plain, got {self.prompt_format!r}")
         if min(self.timeout_s, self.max_new_tokens, self.max_sentences, self.threads, self.top_k) <= 0:
             raise ValueError("timeout_s, max_new_tokens, max_sentences, threads and top_k must be positive")
+
+    @property
+    def adapter_dir(self) -> Optional[Path]:
+        """The LoRA adapter folder (relative paths from the project root), or None for the plain base model."""
+        if not self.adapter or self.adapter.lower() == "none":
+            return None
+        path = Path(self.adapter).expanduser()
+        return path if path.is_absolute() else PROJECT_ROOT / path
 
     @property
     def model_cache_dir(self) -> Path:
@@ -78,6 +88,8 @@ def load_config(path: Optional[Path] = None, environ: Optional[Dict[str, str]] =
         backend=pick("GENERATOR_BACKEND", raw.get("backend", "local")).strip().lower(),
         enabled=pick("GENERATOR_ENABLED", str(raw.get("enabled", True)), _flag),
         model_path=pick("GENERATOR_MODEL_PATH", local.get("model_path") or ""),
+        adapter=pick("GENERATOR_ADAPTER", local.get("adapter") or "").strip(),
+        constrain_numbers=pick("GENERATOR_CONSTRAIN_NUMBERS", str(local.get("constrain_numbers", True)), _flag),
         cache_dir=pick("GENERATOR_CACHE_DIR", local.get("cache_dir") or ""),
         dtype=pick("GENERATOR_DTYPE", local.get("dtype", "auto")),
         threads=pick("GENERATOR_THREADS", local.get("threads", 1), int),

@@ -19,8 +19,13 @@ ROLE_PREFIX = re.compile(r"(^|\n)\s*(#+\s*)?(system|assistant|user|customer|bot|
 
 INSTRUCTIONS = (
     "You are the customer service assistant of {shop_name}, an online shop. Answer the customer briefly and "
-    "kindly, using only the given facts. Never add a number, date, price, name or promise that is not in the facts."
+    "kindly, using only the given facts. Never add a number, date, price, name or promise that is not in the facts. "
+    "If the facts do not answer the question, say: I'm sorry, I don't know that."
 )
+# What the model says when the facts do not answer (the tuning data teaches it); the service then gives the
+# customer the shop's own "I don't know" reply with the offer of a person.
+DONT_KNOW_ANSWER = "I'm sorry, I don't know that."
+DONT_KNOW = re.compile(r"^\W*(?:i'?m\s+)?(?:sorry,?\s*)?(?:but\s+)?i (?:do not|don't|dont) know\b", re.I)
 
 
 def clean(text: str, limit: int = MAX_TURN_CHARS) -> str:
@@ -73,7 +78,7 @@ def build_prompt(
     `history_turns` are kept. `verified_facts` are facts about the customer's own, verified order."""
     facts = [clean(passage, 2000) for passage in passages]
     if verified_facts:
-        facts += [f"The customer's verified order: {clean(fact, 300)}" for fact in verified_facts]
+        facts += [clean(fact, 300) for fact in verified_facts]  # sentences that name the order (shop/orders.py)
     kept = [(role, clean(text)) for role, text in history if role in (CUSTOMER, ASSISTANT)]
     kept = [(role, text) for role, text in kept if text][-history_turns:] if history_turns > 0 else []
     return Prompt(INSTRUCTIONS.format(shop_name=shop_name), tuple(facts), tuple(kept), clean(message) or "(empty)")

@@ -19,7 +19,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 from generator.backends import Backend, Generation, make_backend
 from generator.checks import CheckContext, failed_checks, sentences
 from generator.config import GeneratorConfig, get_config
-from generator.prompt import CUSTOMER, build_prompt
+from generator.prompt import CUSTOMER, DONT_KNOW, build_prompt
 from generator.retrieval import Hit, KnowledgeIndex, get_index
 from shop.settings import get_settings
 
@@ -34,7 +34,7 @@ class Reply:
     """What to tell the customer, and how it came about (for logs, metadata and the benchmark)."""
 
     text: Optional[str]            # None: the knowledge base has nothing on this; the caller says its safe template
-    source: str                    # generated | passage | none
+    source: str                    # generated | passage | none | unknown (the model said the facts do not answer)
     score: float = 0.0             # retrieval score of the best passage
     passage_id: Optional[str] = None
     rejected: Tuple[str, ...] = ()  # why a generation was not used (failed checks, timeout, error)
@@ -117,11 +117,15 @@ class ReplyService:
         hits = await self.search(request.message)
         threshold = self.config.min_score if request.min_score is None else request.min_score
         best = hits[0] if hits else None
-        if best is None or best.score < threshold:
+        answerable = best is not None and best.score >= threshold
+        if not answerable and not request.verified_facts:
             return Reply(None, "none", best.score if best else 0.0, best.passage.id if best else None,
                          seconds=time.monotonic() - started)
         passages = [hit.passage.text for hit in hits if hit.score >= threshold]
-        fallback = Reply(best.passage.text, "passage", best.score, best.passage.id)
+        # A question about the customer's own verified order may be answered from the order's facts alone; with no
+        # passage to fall back on, a rejected generation then means "I don't know" (the safe template).
+        fallback = Reply(best.passage.text, "passage", best.score, best.passage.id) if answerable else \
+            Reply(None, "none", best.score if best else 0.0, None)
         if not self.config.enabled:
             return replace(fallback, rejected=("generation switched off",), seconds=time.monotonic() - started)
         prompt = build_prompt(self.shop_name, request.message, passages, request.history, request.verified_facts,
@@ -139,6 +143,9 @@ class ReplyService:
             logger.warning("generator: %s failed: %s: %s", self.config.backend, exc.__class__.__name__, exc)
             return self._done(fallback, started, (f"error: {exc.__class__.__name__}",))
         text = tidy(generation, self.config.max_sentences)
+        if DONT_KNOW.match(text or generation.text):
+            # The passage was close enough to be retrieved but does not answer: no passage pasted in its place.
+            return self._done(Reply(None, "unknown", fallback.score, fallback.passage_id), started, (), generation)
         said = [turn for role, turn in request.history if role == CUSTOMER] + [request.message]
         context = CheckContext(passages=passages, verified_facts=tuple(request.verified_facts),
                                customer_text=" ".join(said), question=request.message, instructions=prompt.system,
@@ -146,7 +153,7 @@ class ReplyService:
         reasons = failed_checks(text, context) if text else [f"nothing usable (stopped by {generation.stopped_by})"]
         if reasons:
             return self._done(fallback, started, tuple(reasons), generation)
-        return self._done(Reply(text, "generated", best.score, best.passage.id), started, (), generation)
+        return self._done(Reply(text, "generated", fallback.score, fallback.passage_id), started, (), generation)
 
     def _generate(self, prompt, deadline: float, cancel: threading.Event) -> Generation:
         return self.backend().generate(prompt, self.config.max_new_tokens, deadline, cancel)

@@ -116,5 +116,36 @@ def view_order(order: Order) -> OrderView:
     )
 
 
+def spoken_day(value: Optional[datetime | date]) -> str:
+    """A day as a customer says it, weekday included, so "before the weekend?" can be answered by copying it."""
+    return f"{value:%A} {value.day} {value:%B %Y}" if value else "-"
+
+
+def order_facts(order: Order, today: date) -> List[str]:
+    """What the generator may say about a verified order, one short sentence per fact, each copyable into a reply.
+    Derived facts (whether it has shipped, so whether it can still be changed) are stated outright: a small model
+    copies a fact far more reliably than it reasons from a status and a rule."""
+    number = order.id
+    facts = [f"Today is {spoken_day(today)}.",
+             f"Order {number} contains {describe_items(order)}.",
+             f"Order {number} was placed on {spoken_day(order.ordered_at)}."]
+    if order.status == "cancelled":
+        when = f" on {spoken_day(order.cancelled_at)}" if order.cancelled_at else ""
+        facts.append(f"Order {number} was cancelled{when}.")
+    elif order.shipped_at is None and order.status not in ("shipped", "delivered"):
+        facts.append(f"Order {number} has not shipped yet, so it has no tracking number yet.")
+    else:
+        carrier = f" with {order.carrier}" if order.carrier else ""
+        facts.append(f"Order {number} has already shipped: it left our warehouse on {spoken_day(order.shipped_at)}"
+                     f"{carrier}.")
+        if order.tracking_number:
+            facts.append(f"The tracking number of order {number} is {order.tracking_number}.")
+        if order.status == "delivered" and order.delivered_at:
+            facts.append(f"Order {number} was delivered on {spoken_day(order.delivered_at)}.")
+        elif order.estimated_delivery:
+            facts.append(f"Order {number} is expected to arrive on {spoken_day(order.estimated_delivery)}.")
+    return facts
+
+
 def returns_of(order: Order) -> List[Return]:
     return [ret for line in order.lines for ret in line.returns]

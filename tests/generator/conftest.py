@@ -71,6 +71,14 @@ def smollm2() -> LocalCausalLM:
     return LocalCausalLM(ensure_prepared(config), config.dtype, config.threads, max_sentences=config.max_sentences)
 
 
+@pytest.fixture(scope="session")
+def shop_model() -> LocalCausalLM:
+    """The model as generator.yml ships it: SmolLM2 with the shop's adapter merged and numbers constrained."""
+    from generator.backends import make_backend
+
+    return make_backend(get_config())
+
+
 def tiny_tokenizer(corpus: Sequence[str]):
     """A byte-level BPE tokenizer trained in a moment on `corpus`, wrapped as GPT-2's tokenizer (no download)."""
     from tokenizers import ByteLevelBPETokenizer

@@ -22,9 +22,9 @@ def test_chat_messages_hold_instructions_history_then_facts_with_the_question():
 
 def test_verified_facts_are_added_only_when_given():
     plain = build_prompt("Shop", "where is it", PASSAGES)
-    verified = build_prompt("Shop", "where is it", PASSAGES, verified_facts=["order 10002 is shipped"])
-    assert "verified order" not in plain.question
-    assert "- The customer's verified order: order 10002 is shipped" in verified.question
+    verified = build_prompt("Shop", "where is it", PASSAGES, verified_facts=["Order 10002 has already shipped."])
+    assert "10002" not in plain.question
+    assert "- Order 10002 has already shipped." in verified.question
 
 
 def test_plain_transcript_for_models_without_a_chat_template():

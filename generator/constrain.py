@@ -1,0 +1,123 @@
+"""Decoding that cannot invent a figure: every number the model writes must be one written in its sources.
+
+Why at decoding time and not only afterwards: a reply with one wrong digit used to be thrown away whole by the
+checks (generator/checks.py), and the customer got the pasted passage instead. Here the model may only start or
+continue a number while the digits so far are the beginning of a number in the passages or the verified order's
+facts (prices, times, ranges, dates, order numbers, tracking numbers), and may only end it once it is a whole
+such number. So "costs 12.95" is possible and "costs 12.50" is not; the checks still run after.
+
+Words, names, e-mail addresses and URLs are not restricted here (the checks reject unsupported ones).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import FrozenSet, Iterable, List, Tuple
+
+NUMBER_RUN = re.compile(r"\d[\d.,:/-]*\d|\d")
+SEPARATORS = ".,:/-"
+OPEN_RUN = re.compile(r"\d[\d.,:/-]*$")
+NUMERIC_TOKEN = re.compile(r"^\s?[\d.,:/-]+$")
+
+
+def source_numbers(texts: Iterable[str]) -> FrozenSet[str]:
+    """Every number written in `texts` as a whole, and the parts of ranges and dates ("9:00-18:00" also gives
+    "9:00" and "18:00"; "50.00" also "50")."""
+    found = set()
+    for text in texts:
+        for run in NUMBER_RUN.findall(text or ""):
+            found.add(run)
+            found.update(part for part in re.split(r"[-/]", run) if part)
+    found.update(number[:-3] for number in list(found) if number.endswith((".00", ",00")))
+    return frozenset(found)
+
+
+class NumberGuard:
+    """Which next characters keep the numbers of a reply within `allowed` (pure string logic, tested alone)."""
+
+    def __init__(self, allowed: FrozenSet[str]):
+        self.allowed = allowed
+        self._prefixes = frozenset(number[:i] for number in allowed for i in range(1, len(number) + 1))
+
+    def complete(self, run: str) -> bool:
+        return run.rstrip(SEPARATORS) in self.allowed or not run.rstrip(SEPARATORS)
+
+    def open_run(self, text: str) -> str:
+        match = OPEN_RUN.search(text)
+        return match.group(0) if match else ""
+
+    def may_follow(self, text: str, piece: str) -> bool:
+        """Whether `piece` (a numeric token's text: digits and separators, maybe after one space) may come next."""
+        current = self.open_run(text)
+        stripped = piece.lstrip()
+        if not stripped:
+            return not current or self.complete(current)
+        if piece != stripped or not current:  # the piece starts a new number; the current one must be whole
+            if current and not self.complete(current):
+                return False
+            if not stripped[0].isdigit():  # separators after a word or a space: ordinary punctuation
+                return True
+            run = stripped
+        else:
+            run = current + stripped
+        head = run.rstrip(SEPARATORS)
+        if run in self._prefixes:
+            return True
+        # "12.95." ends a sentence: a whole number followed by punctuation only.
+        return head in self.allowed and not any(ch.isdigit() for ch in run[len(head):])
+
+    def must_continue(self, text: str) -> bool:
+        """True while the reply ends in the beginning of a number that is not yet a whole one."""
+        current = self.open_run(text)
+        return bool(current) and not self.complete(current)
+
+
+@lru_cache(maxsize=4)
+def numeric_tokens(tokenizer) -> Tuple[Tuple[int, str], ...]:
+    """(id, text) of every token made only of digits and separators (SmolLM2: the ten digits and punctuation)."""
+    found: List[Tuple[int, str]] = []
+    for token_id in range(len(tokenizer)):
+        text = tokenizer.decode([token_id])
+        if NUMERIC_TOKEN.match(text):
+            found.append((token_id, text))
+    return tuple(found)
+
+
+@lru_cache(maxsize=4)
+def mixed_tokens(tokenizer) -> Tuple[int, ...]:
+    """Tokens that mix digits with letters ("2nd", "mp3"): never allowed, since their figure cannot be checked."""
+    ids = []
+    for token_id in range(len(tokenizer)):
+        text = tokenizer.decode([token_id])
+        if any(ch.isdigit() for ch in text) and not NUMERIC_TOKEN.match(text):
+            ids.append(token_id)
+    return tuple(ids)
+
+
+def make_logits_processor(tokenizer, prompt_length: int, sources: Iterable[str]):
+    """A transformers LogitsProcessor applying NumberGuard to one generation (batch of one)."""
+    import torch
+    from transformers import LogitsProcessor
+
+    guard = NumberGuard(source_numbers(sources))
+    numeric = numeric_tokens(tokenizer)
+    mixed = torch.tensor(mixed_tokens(tokenizer), dtype=torch.long)
+
+    class SourceNumbersOnly(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            text = tokenizer.decode(input_ids[0, prompt_length:], skip_special_tokens=True)
+            blocked = [token_id for token_id, piece in numeric if not guard.may_follow(text, piece)]
+            if guard.must_continue(text):
+                allowed = [token_id for token_id, piece in numeric if guard.may_follow(text, piece)]
+                if allowed:  # only the digits or separators that complete the number may come next
+                    keep = scores[:, allowed].clone()
+                    scores[:] = -float("inf")
+                    scores[:, allowed] = keep
+                    return scores
+            if blocked:
+                scores[:, blocked] = -float("inf")
+            if len(mixed):
+                scores[:, mixed] = -float("inf")
+            return scores
+    return SourceNumbersOnly()

@@ -1,0 +1,231 @@
+"""The tuning examples: question -> (passages, verified order facts) -> the short answer the assistant should give.
+
+Built from this shop's own knowledge and configuration, so another shop gets examples for its own passages by
+running the same command:
+- `hand`: data/tuning/answers.yml, answers written for the shop's passages (yes/no answers start Yes/No, facts
+  copied verbatim);
+- `extract`: each passage's own `questions`, answered with the passage sentence closest to the question;
+- `counterfactual`: hand examples with every figure changed in passage and answer alike, so the model learns to
+  copy figures from the passage, not to remember this shop's (another shop's passages say other numbers);
+- `unanswerable`: data/tuning/unanswerable.yml questions with the passage retrieval finds for them, and hand
+  questions paired with an unrelated passage; the answer is prompt.DONT_KNOW_ANSWER;
+- `order`: synthetic orders in every state (shop/orders.py `order_facts` writes their facts, as in serving),
+  questions about the customer's own order, answers copying the fact that answers it.
+Every prompt is built by generator/prompt.py exactly as the service builds it.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Dict, List, Sequence, Tuple
+
+import yaml
+
+from generator.knowledge import Passage, split_sentences
+from generator.prompt import ASSISTANT, CUSTOMER, DONT_KNOW_ANSWER, Prompt, build_prompt
+from shop.orders import order_facts, spoken_day
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+TUNING_DIR = PROJECT_ROOT / "data" / "tuning"
+NUMBER = re.compile(r"\d+(?:[.,:]\d+)?")
+
+
+@dataclass(frozen=True)
+class Example:
+    kind: str
+    question: str
+    answer: str
+    passages: Tuple[str, ...] = ()
+    facts: Tuple[str, ...] = ()
+    history: Tuple[Tuple[str, str], ...] = field(default=())
+    shop_name: str = ""
+
+    def prompt(self) -> Prompt:
+        return build_prompt(self.shop_name, self.question, self.passages, self.history, self.facts)
+
+
+def passage_questions(passage: Passage) -> List[str]:
+    """The `questions` of a knowledge entry (a passage's keys are its questions, then its sentences)."""
+    return list(passage.keys[: len(passage.keys) - len(split_sentences(passage.text))])
+
+
+def fill(text: str, values: Dict[str, object]) -> str:
+    return " ".join(str(text).format(**values).split())
+
+
+def load_hand_examples(path: Path, values: Dict[str, object]) -> List[Dict[str, str]]:
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return [{"passage": str(item["passage"]), "ask": fill(item["ask"], values), "answer": fill(item["answer"], values)}
+            for item in raw.get("examples") or []]
+
+
+def load_unanswerable(path: Path) -> List[str]:
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return [str(question) for question in raw.get("questions") or []]
+
+
+def change_figures(passage: str, answer: str, rng: random.Random) -> Tuple[str, str]:
+    """Passage and answer with each figure replaced by another of the same shape (4.95 -> 7.35, 30 -> 14)."""
+    mapping: Dict[str, str] = {}
+    for figure in NUMBER.findall(passage):
+        if figure not in mapping:
+            mapping[figure] = re.sub(r"\d", lambda _: str(rng.randint(0, 9)), figure)
+            mapping[figure] = str(rng.randint(1, 9)) + mapping[figure][1:] if mapping[figure][0] == "0" else \
+                mapping[figure]
+
+    def swap(text: str) -> str:
+        return NUMBER.sub(lambda match: mapping.get(match.group(0), match.group(0)), text)
+
+    return swap(passage), swap(answer)
+
+
+def closest_sentence(question: str, passage: Passage, encoder) -> str:
+    sentences = split_sentences(passage.text)
+    if len(sentences) == 1:
+        return sentences[0]
+    vectors = encoder.encode([question, *sentences])
+    scores = vectors[1:] @ vectors[0]
+    return sentences[int(scores.argmax())]
+
+
+# -- orders -----------------------------------------------------------------------------------------------------
+
+CARRIERS = ["DHL", "UPS", "DPD", "GLS", "PostNL", "Royal Mail", "Posten", "La Poste"]
+ITEMS = ["Desk lamp", "Ceramic mug", "Linen shirt", "Wool scarf", "Phone case", "Garden chair", "Notebook",
+         "Running shoes", "Tea set", "Backpack", "Table cloth", "Bike light"]
+
+
+def synthetic_order(rng: random.Random, today: date, status: str) -> SimpleNamespace:
+    """An order as shop/models.Order looks to order_facts, with made-up numbers in one of several id formats."""
+    number = rng.choice([lambda: str(rng.randint(10000, 99999999)),
+                         lambda: f"NW-{rng.randint(2019, 2026)}-{rng.randint(1, 99999):05d}",
+                         lambda: f"{rng.randint(100, 999)}-{rng.randint(10**6, 10**7 - 1)}-{rng.randint(1, 10**7):07d}",
+                         lambda: f"A{rng.randint(100000, 999999)}"])()
+    ordered = datetime.combine(today - timedelta(days=rng.randint(1, 20)), datetime.min.time())
+    shipped = ordered + timedelta(days=rng.randint(1, 3)) if status in ("shipped", "delivered") else None
+    lines = [SimpleNamespace(quantity=rng.randint(1, 3), item_name=name)
+             for name in rng.sample(ITEMS, rng.randint(1, 2))]
+    return SimpleNamespace(
+        id=number, status=status, lines=lines, ordered_at=ordered, shipped_at=shipped,
+        delivered_at=shipped + timedelta(days=rng.randint(1, 4)) if status == "delivered" else None,
+        estimated_delivery=(today + timedelta(days=rng.randint(0, 5))) if status == "shipped" else None,
+        cancelled_at=ordered + timedelta(days=1) if status == "cancelled" else None,
+        carrier=rng.choice(CARRIERS) if shipped else None,
+        tracking_number=f"{rng.choice(['JD', '1Z', 'TR', ''])}{rng.randint(10**9, 10**12)}" if shipped else None,
+    )
+
+
+ORDER_QUESTIONS = {
+    "arrival": ["when will my order arrive?", "will it arrive before the weekend?", "when does it get here",
+                "will it be here by friday?", "is it going to come this week", "whens it coming"],
+    "shipped": ["has it shipped yet?", "why hasn't it shipped?", "did you send it already", "is it on its way?",
+                "when did it ship"],
+    "tracking": ["what's the tracking number?", "can I have the tracking code", "which courier is bringing it?",
+                 "who is delivering it"],
+    "items": ["what did I order again?", "what's in this order?", "which items are in it"],
+    "change": ["can I still change the address?", "is it too late to change the delivery address?",
+               "can i still cancel it?", "can I still make changes to it"],
+}
+
+
+def order_answer(kind: str, order: SimpleNamespace) -> str:
+    number = order.id
+    shipped = order.status in ("shipped", "delivered")
+    if order.status == "cancelled":
+        return f"Order {number} was cancelled on {spoken_day(order.cancelled_at)}."
+    if kind == "items":
+        items = "; ".join(f"{line.quantity} x {line.item_name}" for line in order.lines)
+        return f"Order {number} contains {items}."
+    if kind == "change":  # the passages say what can be changed before shipping; the order says whether it has
+        return f"No, order {number} has already shipped." if shipped else f"Yes, order {number} has not shipped yet."
+    if not shipped:
+        return f"Order {number} has not shipped yet, so it has no tracking number yet." if kind == "tracking" \
+            else f"Order {number} has not shipped yet."
+    if kind == "tracking":
+        return f"Order {number} is with {order.carrier}; the tracking number is {order.tracking_number}."
+    if order.status == "delivered":
+        return f"Order {number} was delivered on {spoken_day(order.delivered_at)}."
+    if kind == "shipped":
+        return f"Yes, order {number} left our warehouse on {spoken_day(order.shipped_at)} with {order.carrier}."
+    return f"Order {number} is expected to arrive on {spoken_day(order.estimated_delivery)}."
+
+
+def order_examples(rng: random.Random, shop_name: str, count: int, search) -> List[Example]:
+    examples = []
+    statuses = ["processing", "shipped", "shipped", "delivered", "cancelled"]
+    for _ in range(count):
+        today = date(2026, 1, 1) + timedelta(days=rng.randint(0, 700))
+        order = synthetic_order(rng, today, rng.choice(statuses))
+        kind = rng.choice(list(ORDER_QUESTIONS))
+        question = rng.choice(ORDER_QUESTIONS[kind])
+        examples.append(Example("order", question, order_answer(kind, order), search(question),
+                                tuple(order_facts(order, today)), shop_name=shop_name))
+    return examples
+
+
+# -- everything -------------------------------------------------------------------------------------------------
+
+HISTORIES = [((CUSTOMER, "hi"), (ASSISTANT, "Hello! How can I help you today?")),
+             ((CUSTOMER, "hello there"), (ASSISTANT, "Hi! What can I do for you?")),
+             ((CUSTOMER, "I have a question"), (ASSISTANT, "Of course, go ahead."))]
+OTHER_SHOPS = ["Fjord & Co", "Maple Street Store", "Blue Harbour", "Kestrel Outdoor", "Casa Lumen"]
+
+
+def build_examples(passages: Sequence[Passage], shop_name: str, values: Dict[str, object], encoder, seed: int = 0,
+                   hand_file: Path = TUNING_DIR / "answers.yml",
+                   unanswerable_file: Path = TUNING_DIR / "unanswerable.yml",
+                   order_count: int = 150) -> List[Example]:
+    """All tuning examples for this shop, shuffled with `seed`."""
+    rng = random.Random(seed)
+    by_id = {passage.id: passage for passage in passages}
+    import numpy as np
+
+    passage_vectors = encoder.encode([passage.text for passage in passages])
+
+    def search(question: str) -> Tuple[str, ...]:
+        scores = passage_vectors @ encoder.encode([question])[0]
+        return (passages[int(np.argmax(scores))].text,)
+
+    def unrelated(passage_id: str) -> str:
+        index = [p.id for p in passages].index(passage_id)
+        similarity = passage_vectors @ passage_vectors[index]
+        far = [passages[i].text for i in range(len(passages)) if similarity[i] < 0.35]
+        return rng.choice(far or [p.text for p in passages if p.id != passage_id])
+
+    def with_history(example: Example) -> Example:
+        if rng.random() < 0.2:
+            return Example(example.kind, example.question, example.answer, example.passages, example.facts,
+                           rng.choice(HISTORIES), example.shop_name)
+        return example
+
+    examples: List[Example] = []
+    hand = load_hand_examples(hand_file, values)
+    unknown_ids = sorted({item["passage"] for item in hand} - set(by_id))
+    if unknown_ids:
+        raise ValueError(f"{hand_file} names passages the knowledge base does not have: {unknown_ids}")
+    for item in hand:
+        passage = by_id[item["passage"]].text
+        examples.append(Example("hand", item["ask"], item["answer"], (passage,), shop_name=shop_name))
+        figures = NUMBER.findall(item["answer"])
+        if figures and all(figure in passage for figure in figures):
+            changed_passage, changed_answer = change_figures(passage, item["answer"], rng)
+            examples.append(Example("counterfactual", item["ask"], changed_answer, (changed_passage,),
+                                    shop_name=rng.choice(OTHER_SHOPS)))
+        if rng.random() < 0.15:
+            examples.append(Example("unanswerable", item["ask"], DONT_KNOW_ANSWER, (unrelated(item["passage"]),),
+                                    shop_name=shop_name))
+    for passage in passages:
+        for question in passage_questions(passage):
+            examples.append(Example("extract", question, closest_sentence(question, passage, encoder),
+                                    (passage.text,), shop_name=shop_name))
+    for question in load_unanswerable(unanswerable_file):
+        examples.append(Example("unanswerable", question, DONT_KNOW_ANSWER, search(question), shop_name=shop_name))
+    examples += order_examples(rng, shop_name, order_count, search)
+    examples = [with_history(example) for example in examples]
+    rng.shuffle(examples)
+    return examples
