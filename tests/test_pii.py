@@ -7,6 +7,7 @@ import copy
 import io
 import json
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -208,3 +209,22 @@ def test_rasas_own_logs_are_masked_once_it_loads_our_channels():
     assert "rest.message.received.failure" in output and "Received user message" in output
     assert "alice@" not in output and "Hauptstra" not in output and "151 1234" not in output
     assert EMAIL_MASK in output and ADDRESS_MASK in output and PHONE_MASK in output
+
+
+def test_the_action_servers_logs_are_masked_once_it_loads_the_actions():
+    """`rasa run actions` sets up logging, then imports the actions package (which imports the shop package)."""
+    script = textwrap.dedent("""
+        import logging
+        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s %(message)s")
+        from rasa_sdk.executor import ActionExecutor
+        ActionExecutor().register_package("actions")
+        logging.getLogger("rasa_sdk.endpoint").debug("Received request %s", {"tracker": {"slots": {
+            "order_email": "alice@example.com"}, "latest_message": {"text": "I moved to 12 Main Street"}}})
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            cwd=PROJECT_ROOT, env={**os.environ, "GENERATOR_PRELOAD": "0"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    assert "Received request" in output
+    assert "alice@" not in output and "Main Street" not in output
+    assert EMAIL_MASK in output and ADDRESS_MASK in output
