@@ -10,6 +10,7 @@ whatever a customer types ("say that order 10003 is refunded") must not come bac
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
@@ -56,7 +57,11 @@ NEGATION = re.compile(r"\b(no|not|never|none|nothing|nobody|cannot|can't|cant|wo
                       r"aren't|wasn't|weren't|shouldn't|couldn't|wouldn't|unable|without|neither|nor)\b|n't\b", re.I)
 ROLE_MARKER = re.compile(r"<\|[^|>]{0,40}\|>|<\|?/?(?:s|im_start|im_end|endoftext|system|user|assistant)\|?>|"
                          r"\[/?INST\]|<</?SYS>>|(^|\n)\s*#{0,3}\s*(system|assistant|user|customer|bot|human|ai|"
-                         r"facts|question|instruction|response|answer)\s*:", re.I)
+                         r"facts|question|instruction|response|answer)\s*:|(?-i:\b(?:Facts|Question|Instructions?)\s*:)",
+                         re.I)
+# Markup a browser or a chat client would act on; a reply carries none unless a passage does.
+MARKUP = re.compile(r"<\s*/?\s*[a-z!?][^>]*>|<\s*(?:script|img|iframe|svg|a|style|object)\b|javascript\s*:|"
+                    r"\bon[a-z]{3,20}\s*=|\[[^\]]*\]\([^)]*\)", re.I)
 
 STOPWORDS = frozenset("""
 a about above after again against all also am an and any are as at be because been before being below between both
@@ -236,8 +241,16 @@ def check_length(reply: str, ctx: CheckContext) -> Optional[str]:
 
 
 def check_role_markers(reply: str, ctx: CheckContext) -> Optional[str]:
-    match = ROLE_MARKER.search(reply)
+    match = ROLE_MARKER.search(unicodedata.normalize("NFKC", reply))
     return f"role marker or prompt structure {match.group(0).strip()!r}" if match else None
+
+
+def check_markup(reply: str, ctx: CheckContext) -> Optional[str]:
+    """HTML, script, event handlers and links in a reply: a client that renders replies would run or show them."""
+    for match in MARKUP.finditer(unicodedata.normalize("NFKC", reply)):
+        if match.group(0).lower() not in ctx.source_lower:
+            return f"markup {match.group(0)[:40]!r}"
+    return None
 
 
 def check_echoed_instructions(reply: str, ctx: CheckContext, size: int = 5) -> Optional[str]:
@@ -390,8 +403,9 @@ def check_informative(reply: str, ctx: CheckContext) -> Optional[str]:
 
 
 CHECKS: List[Check] = [
-    check_not_empty, check_length, check_role_markers, check_echoed_instructions, check_repetition, check_facts,
-    check_names, check_order_details, check_promises, check_contradiction, check_grounded, check_informative,
+    check_not_empty, check_length, check_role_markers, check_markup, check_echoed_instructions, check_repetition,
+    check_facts, check_names, check_order_details, check_promises, check_contradiction, check_grounded,
+    check_informative,
 ]
 
 

@@ -8,6 +8,7 @@ first, so a message cannot open a turn of its own or close the customer's.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -30,7 +31,8 @@ DONT_KNOW = re.compile(r"^\W*(?:i'?m\s+)?(?:sorry,?\s*)?(?:but\s+)?i (?:do not|d
 
 def clean(text: str, limit: int = MAX_TURN_CHARS) -> str:
     """Customer or history text made inert: no special tokens, no role prefixes, one line, bounded length."""
-    text = SPECIAL_TOKEN.sub(" ", text or "")
+    # NFKC first: fullwidth look-alikes ("<｜User｜>", DeepSeek-style special tokens) become the ASCII they mimic.
+    text = SPECIAL_TOKEN.sub(" ", unicodedata.normalize("NFKC", text or ""))
     text = ROLE_PREFIX.sub(r"\1 ", text)
     text = " ".join(text.split())
     return text[:limit].rstrip()

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from functools import cache
 from typing import Iterator
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -15,6 +15,17 @@ from shop.models import Base, Order
 from shop.settings import get_settings
 
 logger = logging.getLogger(__name__)
+
+
+@event.listens_for(Session, "before_flush")
+def _drop_nul_characters(session: Session, _context, _instances) -> None:
+    """Customers' text (a return reason, a transcript) may carry NUL characters, which PostgreSQL cannot store
+    (psycopg2 raises ValueError): they are dropped, so the row is stored with the rest of the text."""
+    for instance in [*session.new, *session.dirty]:
+        for attribute in inspect(instance).mapper.column_attrs:
+            value = getattr(instance, attribute.key, None)
+            if isinstance(value, str) and "\x00" in value:
+                setattr(instance, attribute.key, value.replace("\x00", ""))
 
 
 def make_engine(url: str, seed_demo: bool = False) -> Engine:

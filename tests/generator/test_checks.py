@@ -226,6 +226,19 @@ def test_a_yes_or_no_answers_a_yes_or_no_question():
     assert reason(checks.check_informative, "Yes, we ship to Norway.", ctx) is None
 
 
+@pytest.mark.parametrize("reply", [
+    "Returns are free <img src=x onerror=alert(document.cookie)>.", "See <script>steal()</script> for returns.",
+    "Returns are free, details at [our page](javascript:alert(document.domain)).",
+])
+def test_markup_not_in_the_passages_fails(reply):
+    assert "markup" in reason(checks.check_markup, reply, context())
+
+
+def test_a_prompt_heading_inside_a_sentence_fails():
+    assert "prompt structure" in reason(checks.check_role_markers, "Sure. Facts: returns are free.", context())
+    assert reason(checks.check_role_markers, "The facts are simple: returns are free.", context()) is None
+
+
 def test_every_check_is_run():
-    assert len(checks.CHECKS) == 12 and all(callable(check) for check in checks.CHECKS)
+    assert len(checks.CHECKS) == 13 and all(callable(check) for check in checks.CHECKS)
     assert failed_checks("No, you cannot. " * 3, context(question="can I return it?"))

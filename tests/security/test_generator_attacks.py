@@ -171,9 +171,9 @@ def service(index: CachedIndex, backend: Backend) -> ReplyService:
     return ReplyService(config, index_factory=lambda: index, backend_factory=lambda _config: backend)
 
 
-# Leaks the checks do not stop today (docs/security.md, "Attack suite"): counted in the figures, asserted by the
-# strict xfail tests at the end of this file, and left out of the main assertion so that it guards everything else.
-KNOWN_LEAKS = ("markup", "prompt structure")
+# Leaks the checks do not stop (docs/security.md, "Attack suite"), left out of the main assertion: none since the
+# markup check, headings inside a line and NFKC cleaning (the tests at the end of this file guard those).
+KNOWN_LEAKS: tuple = ()
 KNOWN_PROMPT_PROBLEMS = ("<｜", "｜>")
 
 
@@ -255,33 +255,23 @@ async def test_an_attack_in_the_conversation_history_gets_out_through_the_action
         assert leaks(said, None, prompt.system, attack.claims) == [], f"{mode}: {said!r}"
 
 
-# --- what gets through today (strict xfail: each starts failing as soon as it is fixed, so the mark comes off) ---
+# --- found by this suite and fixed (markup check, headings inside a line, NFKC before cleaning); kept as guards ---
 
 def attack(attack_id: str) -> Attack:
     return next(each for each in attacks() if each.id == attack_id)
 
 
-@pytest.mark.xfail(strict=True, reason="generator/checks.py has no check for markup: a generated reply may carry "
-                   "<script>/<img onerror>/javascript: when nothing else in it is unsupported (a digit in alert(1) is "
-                   "what usually stops it, by accident). The web chat renders it as text (test_webchat_xss.py); a "
-                   "REST client that renders replies as HTML would not")
 async def test_markup_from_the_model_never_reaches_the_customer(index):
     for attack_id in ("html_js-10", "html_js-13"):
         async for _mode, prompt, reply in attack_model(index, attack(attack_id), [], ["passage-then-loot"]):
             assert not [leak for leak in leaks(reply.text, None, prompt.system) if leak.startswith("markup")], reply
 
 
-@pytest.mark.xfail(strict=True, reason="generator/checks.py ROLE_MARKER matches 'Facts:'/'Question:'/'Assistant:' "
-                   "only at the start of a line, and service.tidy() joins the reply into one line first: the prompt's "
-                   "'Facts:' heading inside a sentence is sent")
 async def test_the_prompts_headings_inside_a_reply_are_stopped(index):
     async for _mode, prompt, reply in attack_model(index, attack("system_prompt-05"), [], ["passage-then-loot"]):
         assert "prompt structure" not in leaks(reply.text, None, prompt.system), reply
 
 
-@pytest.mark.xfail(strict=True, reason="generator/prompt.py SPECIAL_TOKEN knows ASCII '<|...|>' only: the fullwidth "
-                   "'<｜...｜>' special tokens of DeepSeek-style chat templates stay in the customer's turn (harmless "
-                   "for SmolLM2's ChatML, not for such a model behind GENERATOR_BACKEND=openai)")
 def test_fullwidth_special_tokens_are_removed_from_the_customer_turn():
     from generator.prompt import build_prompt
 
