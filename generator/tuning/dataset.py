@@ -157,7 +157,7 @@ def order_answer(kind: str, order: SimpleNamespace) -> str:
 
 def order_examples(rng: random.Random, shop_name: str, count: int, search) -> List[Example]:
     examples = []
-    statuses = ["processing", "shipped", "shipped", "delivered", "cancelled"]
+    statuses = ["pending", "processing", "shipped", "shipped", "delivered", "cancelled"]
     for _ in range(count):
         today = date(2026, 1, 1) + timedelta(days=rng.randint(0, 700))
         order = synthetic_order(rng, today, rng.choice(statuses))
@@ -179,7 +179,7 @@ OTHER_SHOPS = ["Fjord & Co", "Maple Street Store", "Blue Harbour", "Kestrel Outd
 def build_examples(passages: Sequence[Passage], shop_name: str, values: Dict[str, object], encoder, seed: int = 0,
                    hand_file: Path = TUNING_DIR / "answers.yml",
                    unanswerable_file: Path = TUNING_DIR / "unanswerable.yml",
-                   order_count: int = 150) -> List[Example]:
+                   order_count: int = 100, extract_per_passage: int = 2) -> List[Example]:
     """All tuning examples for this shop, shuffled with `seed`."""
     rng = random.Random(seed)
     by_id = {passage.id: passage for passage in passages}
@@ -212,7 +212,7 @@ def build_examples(passages: Sequence[Passage], shop_name: str, values: Dict[str
         passage = by_id[item["passage"]].text
         examples.append(Example("hand", item["ask"], item["answer"], (passage,), shop_name=shop_name))
         figures = NUMBER.findall(item["answer"])
-        if figures and all(figure in passage for figure in figures):
+        if figures and all(figure in passage for figure in figures) and rng.random() < 0.5:
             changed_passage, changed_answer = change_figures(passage, item["answer"], rng)
             examples.append(Example("counterfactual", item["ask"], changed_answer, (changed_passage,),
                                     shop_name=rng.choice(OTHER_SHOPS)))
@@ -220,7 +220,7 @@ def build_examples(passages: Sequence[Passage], shop_name: str, values: Dict[str
             examples.append(Example("unanswerable", item["ask"], DONT_KNOW_ANSWER, (unrelated(item["passage"]),),
                                     shop_name=shop_name))
     for passage in passages:
-        for question in passage_questions(passage):
+        for question in passage_questions(passage)[:extract_per_passage]:
             examples.append(Example("extract", question, closest_sentence(question, passage, encoder),
                                     (passage.text,), shop_name=shop_name))
     for question in load_unanswerable(unanswerable_file):
