@@ -132,20 +132,29 @@ def _is_order_number(text: str, order_numbers: OrderNumberFormat) -> bool:
         or order_numbers.accepts(order_numbers.canonical(candidate))
 
 
+_AT_WORD = re.compile(r"\bat\b", re.IGNORECASE)
+_DIGIT = re.compile(r"\d")
+_SPACE = re.compile(r"\s")
+
+
 def mask_text(text: str, order_numbers: Optional[OrderNumberFormat] = None) -> str:
     """`text` with every email address, phone number and street address replaced by its placeholder."""
     if not text or not isinstance(text, str):
         return text
+    if "@" in text or _AT_WORD.search(text):
+        text = EMAIL.sub(EMAIL_MASK, text)
+    if not _DIGIT.search(text):
+        return text  # phone numbers and street addresses have digits; most of an event's strings do not
     numbers = order_numbers or _shop_order_numbers()
-    text = EMAIL.sub(EMAIL_MASK, text)
 
     def phone(match: re.Match) -> str:
         if not _is_phone(match) or _is_order_number(match.group(0), numbers):
             return match.group(0)
         return PHONE_MASK
 
-    text = PHONE.sub(phone, text)
-    return ADDRESS.sub(ADDRESS_MASK, text)
+    if len(_DIGIT.findall(text)) >= 8:  # the shortest phone number masked has 8 digits
+        text = PHONE.sub(phone, text)
+    return ADDRESS.sub(ADDRESS_MASK, text) if _SPACE.search(text) else text  # a street and its number: 2 words
 
 
 def mask_value(value: Any, order_numbers: Optional[OrderNumberFormat] = None) -> Any:
