@@ -92,6 +92,26 @@ async def test_history_and_verified_facts_reach_the_prompt(make_service):
     assert reply.source == "generated"  # its number and name come from the verified facts
 
 
+async def test_the_models_i_dont_know_is_not_replaced_by_a_passage(make_service):
+    """A retrieved passage that does not answer: the model says so, and the customer gets the shop's own "I don't
+    know" (with the offer of a person), not an unrelated paragraph."""
+    reply = await make_service(ScriptedBackend("I'm sorry, I don't know that.")).reply(ReplyRequest(OPENED_BOX))
+    assert reply.source == "unknown" and reply.text is None and not reply.grounded
+
+
+async def test_a_question_about_the_verified_order_is_answered_from_its_facts_alone(make_service):
+    facts = ["Today is Monday 30 November 2026.", "Order 10002 is expected to arrive on Wednesday 2 December 2026."]
+    backend = ScriptedBackend("Order 10002 is expected to arrive on Wednesday 2 December 2026.")
+    service = make_service(backend, min_score=0.99)  # no passage is close enough
+    reply = await service.reply(ReplyRequest("will it come before the weekend?", verified_facts=facts))
+    assert reply.source == "generated" and "Wednesday 2 December" in reply.text
+    backend.script = "Order 10002 is expected to arrive on Friday 4 December 2026."  # not in its facts
+    reply = await service.reply(ReplyRequest("will it come before the weekend?", verified_facts=facts))
+    assert reply.source == "none" and reply.text is None and reply.rejected
+    unverified = await service.reply(ReplyRequest("will it come before the weekend?"))
+    assert unverified.source == "none" and len(backend.prompts) == 2  # no facts, no passage: no generation
+
+
 def test_tidy_keeps_whole_sentences_only():
     cut = Generation("Yes, it is fine. You can return it within 30 days of", 20, 1.0, "deadline")
     assert tidy(cut, 2) == "Yes, it is fine."
