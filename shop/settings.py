@@ -88,6 +88,24 @@ class ClientAddresses:
 
 
 @dataclass(frozen=True)
+class PrivacyPolicy:
+    """How long customers' personal data is kept (shop.yml `privacy`), applied by `python -m shop.privacy retention`
+    (docs/privacy.md). Ages in days, 0 keeps for ever: `conversations_days` for the tracker store's events and the
+    event consumer's conversation_events (a whole conversation, once its last event is that old),
+    `handoff_tickets_days`, `feedback_days` (satisfaction answers and per-message sentiment), `emails_days` (the
+    email outbox). `order_contact_data`: what erasure does to the name and email behind the shop's orders (and to
+    return reasons the customer wrote), keep or anonymise; with anonymise, `order_contacts_days` > 0 also anonymises
+    customers whose latest order is that old."""
+
+    conversations_days: int = 90
+    handoff_tickets_days: int = 365
+    feedback_days: int = 365
+    emails_days: int = 90
+    order_contacts_days: int = 0
+    order_contact_data: str = "anonymise"
+
+
+@dataclass(frozen=True)
 class Settings:
     shop_name: str
     database_url: str
@@ -103,6 +121,7 @@ class Settings:
     throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy)
     rate_limits: RateLimits = field(default_factory=RateLimits)
     client_addresses: ClientAddresses = field(default_factory=ClientAddresses)
+    privacy: PrivacyPolicy = field(default_factory=PrivacyPolicy)
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -232,6 +251,27 @@ def client_addresses(raw: Dict[str, Any]) -> ClientAddresses:
     return ClientAddresses(**lists)
 
 
+def privacy_policy(raw: Dict[str, Any]) -> PrivacyPolicy:
+    """shop.yml `privacy`: `retention_days` per kind of data and `order_contact_data` (keep | anonymise)."""
+    section = _section(raw, "privacy")
+    days = _section(section, "retention_days")
+    prefix, default = "privacy.retention_days", PrivacyPolicy()
+    unknown = sorted(set(days) - {"conversations", "handoff_tickets", "feedback", "emails", "order_contacts"})
+    if unknown:
+        raise ValueError(f"{prefix}: unknown setting(s) {', '.join(map(str, unknown))}")
+    contact = dict(section)
+    if str(contact.get("order_contact_data", "")).strip().lower() == "anonymize":
+        contact["order_contact_data"] = "anonymise"
+    return PrivacyPolicy(
+        conversations_days=_non_negative_int(days, prefix, "conversations", default.conversations_days),
+        handoff_tickets_days=_non_negative_int(days, prefix, "handoff_tickets", default.handoff_tickets_days),
+        feedback_days=_non_negative_int(days, prefix, "feedback", default.feedback_days),
+        emails_days=_non_negative_int(days, prefix, "emails", default.emails_days),
+        order_contacts_days=_non_negative_int(days, prefix, "order_contacts", default.order_contacts_days),
+        order_contact_data=_choice(contact, "privacy", "order_contact_data", ("anonymise", "keep")),
+    )
+
+
 def load_settings(path: Path | None = None) -> Settings:
     raw = read_config(path)
     returns = raw.get("returns", {})
@@ -270,6 +310,7 @@ def load_settings(path: Path | None = None) -> Settings:
         throttle=throttle_policy(raw),
         rate_limits=rate_limits(raw),
         client_addresses=client_addresses(raw),
+        privacy=privacy_policy(raw),
     )
 
 
