@@ -11,9 +11,10 @@ import secrets
 import threading
 import time
 import uuid
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from unittest import mock
 
+import jwt
 import pytest
 import redis
 import requests
@@ -55,13 +56,13 @@ class RecordingAgent:
 class ChannelsApp:
     """REST, socket.io and Slack on a Sanic app served by its own event loop in a background thread."""
 
-    def __init__(self, slack_secret: str, slack_api: SlackWebApi) -> None:
+    def __init__(self, slack_secret: str, slack_api: SlackWebApi, jwt_key: Optional[str] = None) -> None:
         self.agent = RecordingAgent()
         self.app = Sanic(f"rate_limits_{uuid.uuid4().hex[:8]}")
         self.app.ctx.agent = self.agent
         register([ValidatingRestInput(),
                   SessionSocketIOInput(user_message_evt="user_uttered", bot_message_evt="bot_uttered",
-                                       session_persistence=True),
+                                       session_persistence=True, jwt_key=jwt_key),
                   EnvSlackInput("xoxb-test", slack_secret, api_url=slack_api.url)], self.app, route="/webhooks/")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -212,7 +213,7 @@ def test_socketio_refuses_connections_and_answers_messages_politely_past_the_lim
         assert wait_for(lambda: refused)
     finally:
         second.eio.disconnect(abort=True)
-    assert not second.connected and refused[0]["message"].startswith("Too many messages: please wait ")
+    assert "/" not in second.namespaces and refused[0]["message"].startswith("Too many messages: please wait ")
     assert 1 <= refused[0]["data"]["retry_after"] <= 60
 
 
@@ -264,3 +265,24 @@ def test_a_rest_body_is_not_read_for_a_client_past_its_limit(channels):
                              headers={"X-Forwarded-For": "203.0.113.40", "Content-Type": "application/json"},
                              timeout=10)
     assert response.status_code == 429 and json.loads(response.text)[0]["text"]
+
+
+def test_socketio_still_checks_the_clients_token_when_one_is_configured(limiter, slack_api):
+    """The connect handler replaces Rasa's: its JWT check (credentials.yml `jwt_key`) must still hold."""
+    secret = secrets.token_hex(16)
+    app = ChannelsApp(secrets.token_hex(16), slack_api, jwt_key=secret)
+    try:
+        for auth, accepted in [(None, False), ({"token": jwt.encode({"user": "x"}, "wrong", algorithm="HS256")}, False),
+                               ({"token": jwt.encode({"user": "x"}, secret, algorithm="HS256")}, True)]:
+            errors: List[Any] = []
+            client = socketio.Client(reconnection=False)
+            client.on("connect_error", errors.append)
+            client.connect(app.url, auth=auth, transports=["polling"], wait=False)
+            try:
+                joined = lambda: "/" in client.namespaces  # noqa: B023, E731 - the namespace's CONNECT arrived
+                assert wait_for(lambda: joined() or errors)  # noqa: B023 - used at once, in this iteration
+                assert joined() == accepted and bool(errors) != accepted
+            finally:
+                client.eio.disconnect(abort=True)
+    finally:
+        app.stop()
