@@ -22,11 +22,13 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, deque
-from typing import Callable, Deque, Dict, Iterable, Optional, Protocol, Sequence
+from functools import lru_cache
+from typing import Callable, Deque, Dict, Iterable, Optional, Protocol, Sequence, Tuple
 
 import redis
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, delete, func, select
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, delete, func, inspect, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 logger = logging.getLogger(__name__)
 
@@ -39,17 +41,18 @@ def hashed_key(kind: str, value: str) -> str:
     return f"{kind}:{hashlib.sha256(value.encode('utf-8')).hexdigest()[:40]}"
 
 
+@lru_cache(maxsize=64)
+def _parsed(networks: Tuple[str, ...]) -> Tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(network, strict=False) for network in networks)
+
+
 def in_networks(address: Optional[str], networks: Iterable[str]) -> bool:
     """True when `address` (an IP address) lies in one of `networks` (addresses or CIDR networks)."""
     try:
         ip = ipaddress.ip_address((address or "").strip())
     except ValueError:
         return False
-    for network in networks:
-        parsed = ipaddress.ip_network(network, strict=False)
-        if ip.version == parsed.version and ip in parsed:
-            return True
-    return False
+    return any(ip.version == network.version and ip in network for network in _parsed(tuple(networks)))
 
 
 def redis_options(store: str) -> Optional[Dict[str, object]]:
@@ -189,7 +192,12 @@ class DatabaseLog:
     def engine(self) -> Engine:
         engine = self._engine()
         if id(engine) not in self._ready:
-            limit_events.create(engine, checkfirst=True)
+            try:
+                limit_events.create(engine, checkfirst=True)
+            except SQLAlchemyError:
+                if not inspect(engine).has_table(limit_events.name):
+                    raise
+                # another action server created it at the same moment
             self._ready.add(id(engine))
         return engine
 
