@@ -16,6 +16,7 @@ import logging
 import sys
 from typing import List, Optional
 
+import yaml
 from sqlalchemy.exc import SQLAlchemyError
 
 from shop.privacy.customer import CustomerData, find_customer_data
@@ -24,7 +25,7 @@ from shop.privacy.export import export_document, write_export
 from shop.privacy.matching import valid_email
 from shop.privacy.retention import apply_retention
 from shop.privacy.stores import DatabaseError, Databases, first_line, open_databases
-from shop.settings import get_settings
+from shop.settings import config_path, get_settings
 
 logger = logging.getLogger("shop.privacy")
 
@@ -62,11 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
 def format_changes(changes: List[Change], dry_run: bool) -> List[str]:
     verbs = WOULD if dry_run else DONE
     width = max((len(verbs[change.action]) for change in changes), default=0)
+    digits = max((len(str(change.count)) for change in changes), default=1)
     lines = []
     for change in changes:
         detail = f" ({change.detail})" if change.detail else ""
-        lines.append(f"  {verbs[change.action]:<{width}} {change.count:>6}  {change.what}{detail}")
+        lines.append(f"  {verbs[change.action]:<{width}} {change.count:>{digits}} {change.what}{detail}")
     return lines
+
+
+def _settings() -> None:
+    """An invalid shop.yml is a usage error, reported before any database is opened."""
+    try:
+        get_settings()
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        raise UsageError(f"invalid settings in {config_path()}: {error}") from error
 
 
 def _email(text: str) -> str:
@@ -80,8 +90,8 @@ def _conversation_lines(found: CustomerData) -> List[str]:
     lines = []
     for sender_id in sorted(found.conversations):
         conversation = found.conversations[sender_id]
-        lines.append(f"  {sender_id}: {'; '.join(sorted(conversation.reasons))} "
-                     f"({len(conversation.tracker_events)} events, {len(conversation.stream_events)} in the stream)")
+        lines.append(f"  {sender_id} ({len(conversation.tracker_events)} events, {len(conversation.stream_events)} "
+                     f"in the event stream): {'; '.join(sorted(conversation.reasons))}")
     return lines
 
 
@@ -93,8 +103,8 @@ def run_retention(databases: Databases, dry_run: bool) -> int:
     changes = apply_retention(databases, settings.privacy, settings.returns.reasons, limit_keep_s=keep_s,
                               dry_run=dry_run)
     if dry_run:
-        logger.info("retention: dry run, nothing was changed")
-    logger.debug("\n".join(format_changes(changes, dry_run)))
+        logger.info(f"retention: dry run, nothing was changed ({sum(change.count for change in changes)} rows and "
+                    "events would have been)")
     return 0
 
 
@@ -147,7 +157,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     databases: Optional[Databases] = None
     try:
-        get_settings()  # an invalid shop.yml is a usage error, reported before any database is opened
+        _settings()
         email = _email(args.email) if args.command in ("export", "erase") else ""
         databases = open_databases(args.database_url, args.tracker_store_url, args.events_database_url)
         if args.command == "retention":
@@ -155,7 +165,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command == "export":
             return run_export(databases, email, args.out)
         return run_erase(databases, email, args.dry_run, args.export)
-    except (UsageError, ValueError) as error:
+    except UsageError as error:
         print(f"python -m shop.privacy {args.command}: {error}", file=sys.stderr)
         return 2
     except DatabaseError as error:

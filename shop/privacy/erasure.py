@@ -62,10 +62,10 @@ def plan_erasure(found: CustomerData, policy: PrivacyPolicy, return_reasons: Seq
     conversations = found.conversations.values()
     plan.tracker_senders = sorted(c.sender_id for c in conversations if c.tracker_events)
     plan.stream_senders = sorted(c.sender_id for c in conversations if c.stream_events)
-    plan.changes.append(Change("conversations (tracker store)", found.tracker_event_count, "delete",
-                               f"events of {len(plan.tracker_senders)} conversation(s)"))
-    plan.changes.append(Change("conversations (event stream)", found.stream_event_count, "delete",
-                               f"events of {len(plan.stream_senders)} conversation(s)"))
+    plan.changes.append(Change("events in the tracker store", found.tracker_event_count, "delete",
+                               f"{len(plan.tracker_senders)} conversation(s)"))
+    plan.changes.append(Change("events in the event stream", found.stream_event_count, "delete",
+                               f"{len(plan.stream_senders)} conversation(s)"))
     for name, rows, what in (("handoff_tickets", found.handoff_tickets, "handoff tickets"),
                              ("satisfaction_feedback", found.satisfaction_feedback, "satisfaction answers"),
                              ("conversation_sentiment", found.sentiment, "message sentiment rows"),
@@ -75,14 +75,14 @@ def plan_erasure(found: CustomerData, policy: PrivacyPolicy, return_reasons: Seq
     anonymise = policy.order_contact_data == "anonymise"
     if found.customer is not None:
         plan.customer_id = found.customer["customer_id"] if anonymise else None
-        plan.changes.append(Change("customer record (name, email)", 1, "anonymise" if anonymise else "keep",
-                                   "" if anonymise else "privacy.order_contact_data: keep"))
+        plan.changes.append(Change("customer record", 1, "anonymise" if anonymise else "keep",
+                                   "name, email" + ("" if anonymise else "; privacy.order_contact_data: keep")))
         free_text = [row["_id"] for row in found.returns if free_text_reason(row["reason"], return_reasons)]
         plan.free_text_returns = free_text if anonymise else []
         plan.changes.append(Change("return reasons in the customer's words", len(free_text),
                                    "anonymise" if anonymise else "keep"))
-        plan.changes.append(Change("orders (the shop's records)", len(found.orders), "keep",
-                                   f"with {len(found.returns)} return(s) and their refunds"))
+        plan.changes.append(Change("orders", len(found.orders), "keep",
+                                   f"the shop's records, with {len(found.returns)} return(s) and their refunds"))
     return plan
 
 

@@ -52,8 +52,8 @@ def apply_retention(databases: Databases, policy: PrivacyPolicy, return_reasons:
     days = policy.conversations_days
     if days:
         cutoff = _epoch(now - timedelta(days=days))
-        for database, table_name, what in ((databases.tracker, TRACKER_EVENTS, "conversations (tracker store)"),
-                                           (databases.events, STREAM_EVENTS, "conversations (event stream)")):
+        for database, table_name, what in ((databases.tracker, TRACKER_EVENTS, "events in the tracker store"),
+                                           (databases.events, STREAM_EVENTS, "events in the event stream")):
             if database is not None:
                 changes.append(_old_conversations(database, table_name, what, cutoff, days, dry_run))
     shop = databases.shop
@@ -108,8 +108,8 @@ def _old_conversations(database: Database, table_name: str, what: str, cutoff: f
             events += _count(connection, table, condition)
             if not dry_run:
                 connection.execute(delete(table).where(condition))
-    return Change(what, events, "delete", f"events of {len(senders)} conversation(s) whose last event is older "
-                                          f"than {days} days")
+    return Change(what, events, "delete", f"{len(senders)} conversation(s) whose last event is older than "
+                                          f"{days} days")
 
 
 def _old_rows(shop: Database, model, column, cutoff: datetime, what: str, days: int, dry_run: bool) -> Change:
@@ -145,5 +145,5 @@ def _old_contacts(shop: Database, cutoff: datetime, days: int, return_reasons: S
                 session.execute(update(Return).where(Return.id.in_(batch)).values(reason=ERASED)
                                 .execution_options(synchronize_session=False))
     detail = f"latest order older than {days} days; the orders stay"
-    return [Change("customer records (name, email)", len(customers), "anonymise", detail),
+    return [Change("customer records", len(customers), "anonymise", f"name, email; {detail}"),
             Change("return reasons in the customers' words", len(returns), "anonymise", detail)]
