@@ -95,6 +95,26 @@ def _conversation_lines(found: CustomerData) -> List[str]:
     return lines
 
 
+def _summary(found: CustomerData) -> str:
+    """'1 customer record, 4 orders, ...': what an export holds, for the person who ran it."""
+    parts = [(1 if found.customer else 0, "customer record"), (len(found.orders), "orders"),
+             (len(found.returns), "returns"), (len(found.emails), "emails"),
+             (len(found.handoff_tickets), "handoff tickets"),
+             (len(found.satisfaction_feedback), "satisfaction answers"),
+             (len(found.sentiment), "message sentiment rows")]
+    text = ", ".join(f"{count} {what}" for count, what in parts if count)
+    if found.conversations:
+        text += (f"{', ' if text else ''}{len(found.conversations)} conversations ({found.tracker_event_count} events, "
+                 f"{found.stream_event_count} in the event stream)")
+    return text
+
+
+def _print_notes(found: CustomerData, stream=None) -> None:
+    """Where nothing could be looked at (no tracker store yet, no events table), so that the reader knows."""
+    for note in found.notes:
+        print(f"Note: {note}.", file=stream or sys.stdout)
+
+
 def run_retention(databases: Databases, dry_run: bool) -> int:
     settings = get_settings()
     for note in databases.notes:
@@ -102,9 +122,8 @@ def run_retention(databases: Databases, dry_run: bool) -> int:
     keep_s = settings.throttle.window_minutes * 60
     changes = apply_retention(databases, settings.privacy, settings.returns.reasons, limit_keep_s=keep_s,
                               dry_run=dry_run)
-    if dry_run:
-        logger.info(f"retention: dry run, nothing was changed ({sum(change.count for change in changes)} rows and "
-                    "events would have been)")
+    if dry_run and any(change.count for change in changes):
+        logger.info("retention: dry run, nothing was changed")
     return 0
 
 
@@ -112,10 +131,9 @@ def run_export(databases: Databases, email: str, out: str) -> int:
     found = find_customer_data(databases, email)
     where = write_export(export_document(found, get_settings().shop_name), out)
     stream = sys.stderr if out == "-" else sys.stdout
+    _print_notes(found, stream)
     if found.found_anything:
-        summary = export_document(found, "")["summary"]
-        counts = ", ".join(f"{count} {name.replace('_', ' ')}" for name, count in summary.items() if count)
-        print(f"Exported the data of {email} to {where}: {counts}.", file=stream)
+        print(f"Exported the data of {email} to {where}: {_summary(found)}.", file=stream)
     else:
         print(f"Nothing found for {email}; wrote an empty export to {where}.", file=stream)
     logger.info("export: %s found=%s", email, found.found_anything)
@@ -129,6 +147,7 @@ def run_erase(databases: Databases, email: str, dry_run: bool, export_to: Option
         where = write_export(export_document(found, settings.shop_name), export_to)
         print(f"Exported the data of {email} to {where} before erasing.", file=sys.stderr if export_to == "-"
               else sys.stdout)
+    _print_notes(found)
     if not found.found_anything:
         print(f"Nothing found for {email}: no customer, conversation, ticket, answer or email with this address "
               "(already erased, or never stored).")

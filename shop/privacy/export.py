@@ -72,7 +72,7 @@ def export_document(found: CustomerData, shop_name: str, now: datetime | None = 
             "message_sentiment": len(found.sentiment),
             "conversations": len(found.conversations),
             "conversation_events": found.tracker_event_count,
-            "event_stream_events": found.stream_event_count,
+            "event_stream_copies": found.stream_event_count,
         },
         "customer": found.customer,
         "orders": found.orders,

@@ -99,15 +99,20 @@ def _old_conversations(database: Database, table_name: str, what: str, cutoff: f
         return Change(what, 0, "delete", f"no {table_name} table in the {database.label}")
     moment = table.c.timestamp if table_name == TRACKER_EVENTS else func.coalesce(table.c.timestamp,
                                                                                   table.c.received_at)
-    with database.engine.begin() as connection:
+    with database.engine.connect() as connection:
         senders = list(connection.execute(select(table.c.sender_id).group_by(table.c.sender_id)
                                           .having(func.max(moment) < cutoff)).scalars())
-        events = 0
-        for batch in chunks(senders):
+    events = 0
+    for batch in chunks(senders):
+        # one short transaction per batch: on SQLite a long one would keep the bot from saving conversations
+        with database.engine.begin() as connection:
             condition = table.c.sender_id.in_(batch)
             events += _count(connection, table, condition)
             if not dry_run:
-                connection.execute(delete(table).where(condition))
+                # only if still old: a conversation that went on since the query above stays
+                connection.execute(delete(table).where(condition, table.c.sender_id.in_(
+                    select(table.c.sender_id).where(condition).group_by(table.c.sender_id)
+                    .having(func.max(moment) < cutoff))))
     return Change(what, events, "delete", f"{len(senders)} conversation(s) whose last event is older than "
                                           f"{days} days")
 
