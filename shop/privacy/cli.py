@@ -155,19 +155,18 @@ def run_erase(databases: Databases, email: str, dry_run: bool, export_to: Option
     plan = plan_erasure(found, settings.privacy, settings.returns.reasons)
     if plan.nothing_to_do:
         kept = [change for change in plan.changes if change.action == "keep" and change.count]
-        print(f"Nothing to erase for {email}: it was erased before." + (" Kept:" if kept else ""))
+        print(f"Nothing to erase for {email}: what is left is kept as configured." + (" Kept:" if kept else ""))
         print("\n".join(format_changes(kept, dry_run=False)) if kept else "", end="\n" if kept else "")
         return 0
-    title = f"Erase {email}" + (": dry run, nothing was changed" if dry_run else "")
-    print(title)
+    if not dry_run:
+        erase(databases, plan)  # before the report: a failure must not be reported as done
+        erased = sum(change.count for change in plan.changes if change.action != "keep")
+        logger.info("erase: %s: %d rows and events deleted or anonymised", email, erased)
+    print(f"Erase {email}" + (": dry run, nothing was changed" if dry_run else ""))
     print("\n".join(format_changes(plan.changes, dry_run)))
     if found.conversations:
         print("Conversations:")
         print("\n".join(_conversation_lines(found)))
-    if not dry_run:
-        erase(databases, plan)
-        erased = sum(change.count for change in plan.changes if change.action != "keep")
-        logger.info("erase: %s: %d rows and events deleted or anonymised", email, erased)
     return 0
 
 

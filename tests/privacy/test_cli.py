@@ -15,7 +15,7 @@ from typing import List
 import pytest
 
 from shop.privacy.cli import main
-from shop.settings import PROJECT_ROOT
+from shop.settings import PROJECT_ROOT, get_settings
 from tests.privacy.world import ALICE, OTHER_CONVERSATIONS, World
 
 pytestmark = pytest.mark.parametrize("empty_engine", ["sqlite"], indirect=True)
@@ -127,3 +127,24 @@ def test_from_cron_the_real_command(world: World) -> None:
                             capture_output=True, text=True, timeout=60)
     assert failed.returncode == 1
     assert "cannot reach the shop database" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_keeping_contact_data_a_second_erasure_says_what_is_kept(world: World, capsys, tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    config = tmp_path / "shop.yml"
+    config.write_text((PROJECT_ROOT / "shop.yml").read_text(encoding="utf-8").replace(
+        "order_contact_data: anonymise", "order_contact_data: keep"), encoding="utf-8")
+    monkeypatch.setenv("SHOP_CONFIG", str(config))
+    get_settings.cache_clear()
+    try:
+        assert main(args(world, "erase", ALICE)) == 0
+        assert "\n  kept     1 customer record (name, email; privacy.order_contact_data: keep)\n" in \
+            capsys.readouterr().out
+        assert main(args(world, "erase", ALICE)) == 0
+        assert capsys.readouterr().out == (
+            f"Nothing to erase for {ALICE}: what is left is kept as configured. Kept:\n"
+            "  kept 1 customer record (name, email; privacy.order_contact_data: keep)\n"
+            "  kept 1 return reasons in the customer's words\n"
+            "  kept 4 orders (the shop's records, with 1 return(s) and their refunds)\n")
+    finally:
+        get_settings.cache_clear()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Dict, Tuple
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -162,3 +163,28 @@ def test_keeping_the_contact_data_keeps_the_customer_and_return_reasons(world: W
     assert world.senders("events") == sorted(OTHER_CONVERSATIONS)
     again = find(world)
     assert again.customer is not None and not again.conversations and plan(again, keep).nothing_to_do
+
+
+def test_an_erasure_that_fails_half_way_is_finished_by_running_it_again(world: World, monkeypatch) -> None:
+    """The tracker store fails after the shop's conversation rows were deleted: the customer record is still there
+    (it is anonymised last), so the next run still finds the conversations through the email and the orders."""
+    import sqlalchemy.exc
+
+    import shop.privacy.erasure as erasure_module
+
+    def unreachable(*args, **kwargs):
+        raise sqlalchemy.exc.OperationalError("delete", {}, Exception("server closed the connection"))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(erasure_module, "_delete_conversations", unreachable)
+        with pytest.raises(sqlalchemy.exc.OperationalError):
+            erase(world.databases(), plan(find(world)))
+    with Session(world.shop, future=True) as session:
+        assert session.get(Order, "10001").customer.email == ALICE
+        assert session.scalars(select(HandoffTicket.conversation_id)).all() == ["bob-1", "lookalike"]
+    resumed = find(world)
+    assert {"alice-email", "alice-order-only", "ALICE@Example.com", "alice-stream-only"} <= set(resumed.conversations)
+    erase(world.databases(), plan(resumed))
+    assert world.senders("events") == sorted(OTHER_CONVERSATIONS)
+    assert world.senders("conversation_events") == ["bob-1"]
+    assert not find(world).found_anything
