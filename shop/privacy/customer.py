@@ -5,7 +5,8 @@ What belongs to a customer:
   emails the shop queued to that address;
 - every conversation that mentioned the email anywhere in its events (messages, slots, metadata), whose id is the
   email, or that verified one of the customer's orders (slot `verified_order_id`), in the tracker store and in the
-  event stream (whose copies have the email masked, so there the conversation id and the verified order count);
+  event stream (whose copies have the email masked, so there the conversation id and the verified order count; a
+  conversation id that is itself personal data, an email, is stored there as its pseudonym, shop.pii.pseudonym);
 - the handoff tickets, satisfaction answers and per-message sentiment of those conversations, and any ticket or
   answer that mentions the email.
 
@@ -31,6 +32,7 @@ from shop.models import (
     OutboxEmail,
     SatisfactionFeedback,
 )
+from shop.pii import pseudonym
 from shop.privacy.matching import EmailMatcher, contains_any, parse_event, verifies_one_of
 from shop.privacy.stores import STREAM_EVENTS, TRACKER_EVENTS, Database, Databases, chunks
 
@@ -66,6 +68,7 @@ class Conversation:
     reasons: Set[str] = field(default_factory=set)
     tracker_events: List[Dict[str, Any]] = field(default_factory=list)
     stream_events: List[Dict[str, Any]] = field(default_factory=list)
+    stream_sender_ids: Set[str] = field(default_factory=set)  # its id in the event stream: itself or its pseudonym
 
 
 @dataclass
@@ -117,6 +120,7 @@ def find_customer_data(databases: Databases, email: str) -> CustomerData:
                                    (databases.events, STREAM_EVENTS, "event stream")):
         if database is not None:
             _matching_conversations(database, table, where, matcher, found)
+    _merge_pseudonyms(found)
     with session_scope(shop.engine) as session:
         _conversation_rows(session, shop, matcher, found)
         if shop.has_table(OutboxEmail.__tablename__):
@@ -178,6 +182,10 @@ def _matching_conversations(database: Database, table_name: str, where: str, mat
                 found.conversation(sender_id, "its conversation id is the email address")
             if matcher.in_value(parse_event(data)):
                 found.conversation(sender_id, f"mentions the email ({where})")
+        if table_name == STREAM_EVENTS:  # the consumer stores an email as conversation id as its pseudonym
+            query = select(table.c.sender_id).where(table.c.sender_id == pseudonym(matcher.email)).limit(1)
+            if connection.execute(query).first() is not None:
+                found.conversation(matcher.email, "its conversation id is the email address")
         order_ids = sorted(found.order_ids)
         for batch in chunks(order_ids, 100):
             query = select(table.c.sender_id, table.c.data).where(
@@ -187,6 +195,15 @@ def _matching_conversations(database: Database, table_name: str, where: str, mat
                 order = verifies_one_of(parse_event(data), set(batch))
                 if order is not None:
                     found.conversation(sender_id, f"verified order {order} ({where})")
+
+
+def _merge_pseudonyms(found: CustomerData) -> None:
+    """A conversation found in the event stream under the pseudonym of a conversation found elsewhere is one."""
+    by_pseudonym = {pseudonym(sender_id): sender_id for sender_id in found.conversations}
+    for sender_id in list(found.conversations):
+        original = by_pseudonym.get(sender_id)
+        if original is not None and original != sender_id:
+            found.conversations[original].reasons |= found.conversations.pop(sender_id).reasons
 
 
 def _conversation_rows(session: Session, shop: Database, matcher: EmailMatcher, found: CustomerData) -> None:
@@ -228,15 +245,21 @@ def _outbox_row(mail: OutboxEmail) -> Dict[str, Any]:
 
 
 def _load_events(database: Database, table_name: str, found: CustomerData, attribute: str) -> None:
-    """All events of the customer's conversations, in the order they were stored."""
+    """All events of the customer's conversations, in the order they were stored; in the event stream also under
+    each conversation id's pseudonym."""
     table = database.table(table_name)
     if table is None or not found.conversations:
         return
+    owners = {sender_id: sender_id for sender_id in found.conversations}
+    if attribute == "stream_events":
+        owners.update({pseudonym(sender_id): sender_id for sender_id in found.conversations})
     with database.engine.connect() as connection:
-        for batch in chunks(sorted(found.conversations)):
+        for batch in chunks(sorted(owners)):
             query = (select(table.c.id, table.c.sender_id, table.c.timestamp, table.c.data)
                      .where(table.c.sender_id.in_(batch)).order_by(table.c.id))
             for row_id, sender_id, timestamp, data in connection.execute(query):
-                event = parse_event(data)
-                getattr(found.conversations[sender_id], attribute).append(
-                    {"time": event_time(timestamp), "event": event, "_id": row_id})
+                conversation = found.conversations[owners[sender_id]]
+                getattr(conversation, attribute).append({"time": event_time(timestamp), "event": parse_event(data),
+                                                         "_id": row_id})
+                if attribute == "stream_events":
+                    conversation.stream_sender_ids.add(sender_id)

@@ -61,11 +61,11 @@ def plan_erasure(found: CustomerData, policy: PrivacyPolicy, return_reasons: Seq
     plan = ErasurePlan(email=found.email)
     conversations = found.conversations.values()
     plan.tracker_senders = sorted(c.sender_id for c in conversations if c.tracker_events)
-    plan.stream_senders = sorted(c.sender_id for c in conversations if c.stream_events)
+    plan.stream_senders = sorted(set().union(*(c.stream_sender_ids for c in conversations)))
     plan.changes.append(Change("events in the tracker store", found.tracker_event_count, "delete",
                                f"{len(plan.tracker_senders)} conversation(s)"))
     plan.changes.append(Change("events in the event stream", found.stream_event_count, "delete",
-                               f"{len(plan.stream_senders)} conversation(s)"))
+                               f"{sum(1 for c in conversations if c.stream_events)} conversation(s)"))
     for name, rows, what in (("handoff_tickets", found.handoff_tickets, "handoff tickets"),
                              ("satisfaction_feedback", found.satisfaction_feedback, "satisfaction answers"),
                              ("conversation_sentiment", found.sentiment, "message sentiment rows"),

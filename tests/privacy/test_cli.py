@@ -61,7 +61,7 @@ def test_export_writes_a_readable_file_and_changes_nothing(world: World, capsys,
     message = capsys.readouterr().out
     assert message == (f"Exported the data of {ALICE} to {out_file}: 1 customer record, 4 orders, 1 returns, 1 emails, "
                        "2 handoff tickets, 1 satisfaction answers, 3 message sentiment rows, 5 conversations "
-                       "(30 events, 25 in the event stream).\n")
+                       "(34 events, 35 in the event stream).\n")
     text = out_file.read_text(encoding="utf-8")
     assert text.startswith("{\n  \"about\": \"Personal data held by Northwind Goods about alice@example.com")
     assert json.loads(text)["summary"]["handoff_tickets"] == 2

@@ -19,6 +19,7 @@ from shop.models import (
     Return,
     SatisfactionFeedback,
 )
+from shop.pii import pseudonym
 from shop.privacy.customer import ERASED, CustomerData, find_customer_data
 from shop.privacy.erasure import ErasurePlan, erase, plan_erasure
 from shop.privacy.export import export_document
@@ -61,7 +62,10 @@ def test_finds_every_conversation_of_the_customer_and_no_one_elses(world: World)
     assert reasons["alice-order-only"] == {"verified order 10002 (tracker store)",
                                            "verified order 10002 (event stream)"}
     assert "mentions the email (tracker store)" in reasons["alice-email"]
-    assert reasons["ALICE@Example.com"] == {"its conversation id is the email address"}
+    # found in the event stream under its pseudonym (by the verified order) and merged with the tracker's
+    assert reasons["ALICE@Example.com"] == {"its conversation id is the email address",
+                                            "verified order 10019 (tracker store)",
+                                            "verified order 10019 (event stream)"}
     assert reasons["alice-stream-only"] == {"mentions the email (event stream)"}
     assert reasons["alice-ticket-only"] == {"a handoff ticket's transcript mentions the email"}
     assert {order["order_id"] for order in found.orders} == ALICE_ORDERS
@@ -79,7 +83,7 @@ def test_dry_run_changes_nothing_and_counts_what_would_change(world: World) -> N
     erasure = plan(found)
     assert world.snapshot() == before
     tracker_events = events_of(world, "events", ALICE_CONVERSATIONS)
-    stream_events = events_of(world, "conversation_events", ALICE_CONVERSATIONS)
+    stream_events = events_of(world, "conversation_events", ALICE_CONVERSATIONS | {pseudonym("ALICE@Example.com")})
     assert tracker_events > 20 and stream_events > 10
     assert changes(erasure) == {
         "events in the tracker store": (tracker_events, "delete"),
@@ -93,7 +97,10 @@ def test_dry_run_changes_nothing_and_counts_what_would_change(world: World) -> N
         "orders": (4, "keep"),
     }
     assert erasure.tracker_senders == sorted({"alice-email", "alice-order-only", "ALICE@Example.com"})
-    assert erasure.stream_senders == sorted({"alice-email", "alice-order-only", "alice-stream-only"})
+    # the consumer stored the conversation whose id is an email under its pseudonym
+    assert erasure.stream_senders == sorted({"alice-email", "alice-order-only", "alice-stream-only",
+                                             pseudonym("ALICE@Example.com")})
+    assert pseudonym("ALICE@Example.com") in world.senders("conversation_events")
 
 
 def test_export_holds_the_customers_rows_and_events_and_nobody_elses(world: World) -> None:

@@ -79,7 +79,10 @@ def trackers(recent: float) -> List[DialogueStateTracker]:
             ("where is 10002", "What is the email on the order?", {"order_id": "10002"}),
             ("the usual one", "Order 10002 is on its way.", {"verified_order_id": "10002"}),
         ], recent),
-        conversation("ALICE@Example.com", [("hello", "Hi! How can I help?", {})], recent),
+        # a channel that uses the email as conversation id (the event stream stores it under a pseudonym)
+        conversation("ALICE@Example.com", [("hello", "Hi! How can I help?", {}),
+                                           ("10019", "Order 10019 was delivered.", {"verified_order_id": "10019"})],
+                     recent),
         conversation("bob-1", [
             ("order 10003, bob@example.com", "Order 10003 is pending.",
              {"order_id": "10003", "order_email": BOB, "verified_order_id": "10003"}),
@@ -163,10 +166,11 @@ def fill_tracker(tracker_store: SQLTrackerStore, recent: float) -> None:
 
 
 def fill_events(engine: Engine, recent: float) -> None:
-    """The stream as the consumer stores it: masked; and one conversation stored unmasked (an older consumer)."""
+    """The stream as the consumer stores it: masked (an email as conversation id becomes a pseudonym); and one
+    conversation stored unmasked (an older consumer)."""
     rows = []
     for tracker in trackers(recent):
-        if tracker.sender_id in ("alice-email", "alice-order-only", "bob-1"):
+        if tracker.sender_id in ("alice-email", "alice-order-only", "ALICE@Example.com", "bob-1"):
             for number, event in enumerate(tracker.events):
                 payload = {**event.as_dict(), "sender_id": tracker.sender_id}
                 rows.append(row_for(f"{tracker.sender_id}-{number}", json.dumps(payload).encode()))
