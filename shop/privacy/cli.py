@@ -97,7 +97,7 @@ def _conversation_lines(found: CustomerData) -> List[str]:
 
 def _summary(found: CustomerData) -> str:
     """'1 customer record, 4 orders, ...': what an export holds, for the person who ran it."""
-    parts = [(1 if found.customer else 0, "customer record"), (len(found.orders), "orders"),
+    parts = [(len(found.customers), "customer record"), (len(found.orders), "orders"),
              (len(found.returns), "returns"), (len(found.emails), "emails"),
              (len(found.handoff_tickets), "handoff tickets"),
              (len(found.satisfaction_feedback), "satisfaction answers"),

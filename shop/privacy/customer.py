@@ -76,7 +76,7 @@ class CustomerData:
     """Everything found for one email; rows as plain dicts (the export), ids for erasure."""
 
     email: str
-    customer: Optional[Dict[str, Any]] = None
+    customers: List[Dict[str, Any]] = field(default_factory=list)  # one, or several whose emails differ in case
     orders: List[Dict[str, Any]] = field(default_factory=list)
     returns: List[Dict[str, Any]] = field(default_factory=list)
     emails: List[Dict[str, Any]] = field(default_factory=list)
@@ -100,7 +100,7 @@ class CustomerData:
 
     @property
     def found_anything(self) -> bool:
-        return bool(self.customer or self.emails or self.handoff_tickets or self.satisfaction_feedback
+        return bool(self.customers or self.emails or self.handoff_tickets or self.satisfaction_feedback
                     or self.sentiment or self.conversations)
 
     def conversation(self, sender_id: str, reason: str) -> Conversation:
@@ -139,11 +139,12 @@ def _customer_and_orders(session: Session, shop: Database, matcher: EmailMatcher
     if not shop.has_table(Customer.__tablename__):
         found.notes.append("the shop database has no customers table")
         return
-    customer = session.scalars(select(Customer).where(func.lower(Customer.email) == matcher.email)).first()
-    if customer is None:
-        return
-    found.customer = {"customer_id": customer.id, "name": customer.name, "email": customer.email}
-    for order in sorted(customer.orders, key=lambda order: (order.ordered_at, order.id)):
+    customers = session.scalars(select(Customer).where(func.lower(Customer.email) == matcher.email)
+                                .order_by(Customer.id)).all()
+    found.customers = [{"customer_id": customer.id, "name": customer.name, "email": customer.email}
+                       for customer in customers]
+    orders = [order for customer in customers for order in customer.orders]
+    for order in sorted(orders, key=lambda order: (order.ordered_at, order.id)):
         returns = []
         for line in order.lines:
             for ret in line.returns:

@@ -42,7 +42,7 @@ class ErasurePlan:
     tracker_senders: List[str] = field(default_factory=list)
     stream_senders: List[str] = field(default_factory=list)
     ids: Dict[str, List[int]] = field(default_factory=dict)
-    customer_id: int | None = None
+    customer_ids: List[int] = field(default_factory=list)
     free_text_returns: List[int] = field(default_factory=list)
 
     @property
@@ -73,9 +73,9 @@ def plan_erasure(found: CustomerData, policy: PrivacyPolicy, return_reasons: Seq
         plan.ids[name] = [row["_id"] for row in rows]
         plan.changes.append(Change(what, len(rows), "delete"))
     anonymise = policy.order_contact_data == "anonymise"
-    if found.customer is not None:
-        plan.customer_id = found.customer["customer_id"] if anonymise else None
-        plan.changes.append(Change("customer record", 1, "anonymise" if anonymise else "keep",
+    if found.customers:
+        plan.customer_ids = [customer["customer_id"] for customer in found.customers] if anonymise else []
+        plan.changes.append(Change("customer record", len(found.customers), "anonymise" if anonymise else "keep",
                                    "name, email" + ("" if anonymise else "; privacy.order_contact_data: keep")))
         free_text = [row["_id"] for row in found.returns if free_text_reason(row["reason"], return_reasons)]
         plan.free_text_returns = free_text if anonymise else []
@@ -99,9 +99,9 @@ def erase(databases: Databases, plan: ErasurePlan) -> None:
         for batch in chunks(plan.free_text_returns):
             session.execute(update(Return).where(Return.id.in_(batch)).values(reason=ERASED)
                             .execution_options(synchronize_session=False))
-        if plan.customer_id is not None:
-            session.execute(update(Customer).where(Customer.id == plan.customer_id)
-                            .values(name=ERASED, email=anonymised_email(plan.customer_id))
+        for customer_id in plan.customer_ids:
+            session.execute(update(Customer).where(Customer.id == customer_id)
+                            .values(name=ERASED, email=anonymised_email(customer_id))
                             .execution_options(synchronize_session=False))
 
 

@@ -19,7 +19,7 @@ from typing import Any, Dict, List
 from shop.privacy.customer import CustomerData
 
 SECTIONS = {
-    "customer": "The customer record: name and email.",
+    "customer_records": "The customer record: name and email.",
     "orders": "Orders, with their items, refunds and returns.",
     "emails": "Emails the shop sent or queued to this address.",
     "handoff_tickets": "Conversations handed to a person, with the reason and the transcript.",
@@ -63,7 +63,7 @@ def export_document(found: CustomerData, shop_name: str, now: datetime | None = 
                  f"{now.astimezone(UTC).isoformat(timespec='seconds')}.",
         "sections": SECTIONS,
         "summary": {
-            "customer_records": 1 if found.customer else 0,
+            "customer_records": len(found.customers),
             "orders": len(found.orders),
             "returns": len(found.returns),
             "emails": len(found.emails),
@@ -74,7 +74,7 @@ def export_document(found: CustomerData, shop_name: str, now: datetime | None = 
             "conversation_events": found.tracker_event_count,
             "event_stream_copies": found.stream_event_count,
         },
-        "customer": found.customer,
+        "customer_records": found.customers,
         "orders": found.orders,
         "emails": [_public(row) for row in found.emails],
         "handoff_tickets": [_public(row) for row in found.handoff_tickets],

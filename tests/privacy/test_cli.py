@@ -45,7 +45,7 @@ def test_erase_dry_run_then_erase_with_export_then_nothing_left(world: World, ca
     assert "\n  deleted     2 handoff tickets\n" in out and "\n  anonymised  1 customer record" in out
     assert stat.S_IMODE(export.stat().st_mode) == 0o600
     document = json.loads(export.read_text(encoding="utf-8"))
-    assert document["customer"]["email"] == ALICE and len(document["conversations"]) == 5
+    assert document["customer_records"][0]["email"] == ALICE and len(document["conversations"]) == 5
     assert world.senders("events") == sorted(OTHER_CONVERSATIONS)
 
     after = world.snapshot()

@@ -105,7 +105,7 @@ def test_dry_run_changes_nothing_and_counts_what_would_change(world: World) -> N
 
 def test_export_holds_the_customers_rows_and_events_and_nobody_elses(world: World) -> None:
     document = json.loads(json.dumps(export_document(find(world), "Northwind Goods"), default=str))
-    assert document["customer"]["name"] == "Alice Martin"
+    assert [record["name"] for record in document["customer_records"]] == ["Alice Martin"]
     assert {order["order_id"] for order in document["orders"]} == ALICE_ORDERS
     order = next(order for order in document["orders"] if order["order_id"] == "10001")
     assert order["items"][0]["item"] == "Ceramic coffee mug" and order["returns"][0]["reason"] == ALICE_REASON
@@ -128,7 +128,7 @@ def test_export_holds_the_customers_rows_and_events_and_nobody_elses(world: Worl
 
 def test_erase_removes_and_anonymises_only_the_customers_data(world: World) -> None:
     found = find(world)
-    customer_id = found.customer["customer_id"]
+    customer_id = found.customers[0]["customer_id"]
     erase(world.databases(), plan(found))
     assert world.senders("events") == sorted(OTHER_CONVERSATIONS)
     assert world.senders("conversation_events") == ["bob-1"]
@@ -169,7 +169,7 @@ def test_keeping_the_contact_data_keeps_the_customer_and_return_reasons(world: W
         assert ALICE_REASON in session.scalars(select(Return.reason)).all()
     assert world.senders("events") == sorted(OTHER_CONVERSATIONS)
     again = find(world)
-    assert again.customer is not None and not again.conversations and plan(again, keep).nothing_to_do
+    assert again.customers and not again.conversations and plan(again, keep).nothing_to_do
 
 
 def test_an_erasure_that_fails_half_way_is_finished_by_running_it_again(world: World, monkeypatch) -> None:
@@ -194,4 +194,27 @@ def test_an_erasure_that_fails_half_way_is_finished_by_running_it_again(world: W
     erase(world.databases(), plan(resumed))
     assert world.senders("events") == sorted(OTHER_CONVERSATIONS)
     assert world.senders("conversation_events") == ["bob-1"]
+    assert not find(world).found_anything
+
+
+def test_customer_records_whose_emails_differ_only_in_case_are_all_hers(world: World) -> None:
+    """Older imports may hold the same address twice in different case (the importer matches case-insensitively)."""
+    from datetime import datetime
+    from decimal import Decimal
+
+    from shop.models import OrderLine
+
+    with Session(world.shop, future=True) as session:
+        legacy = Customer(email="Alice@Example.COM", name="A. Martin")
+        session.add(Order(id="90002", customer=legacy, status="delivered", ordered_at=datetime(2020, 1, 2),
+                          lines=[OrderLine(sku="MUG-01", item_name="Ceramic coffee mug", quantity=1,
+                                           unit_price=Decimal("12.50"))]))
+        session.commit()
+    found = find(world)
+    assert [record["name"] for record in found.customers] == ["Alice Martin", "A. Martin"]
+    assert {order["order_id"] for order in found.orders} == ALICE_ORDERS | {"90002"}
+    assert changes(plan(found))["customer record"] == (2, "anonymise")
+    erase(world.databases(), plan(found))
+    with Session(world.shop, future=True) as session:
+        assert {session.get(Order, order_id).customer.name for order_id in ALICE_ORDERS | {"90002"}} == {ERASED}
     assert not find(world).found_anything
