@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import date
 from abc import ABC, abstractmethod
 from contextvars import ContextVar
+from datetime import date
 from typing import Any, Dict, List, Optional, Tuple
 
 from rasa_sdk import Tracker
