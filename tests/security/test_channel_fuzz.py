@@ -1,0 +1,327 @@
+"""Fuzzed requests to the REST, socket.io and Slack webhooks, in process (tests/security/channel_app.py: the
+project's channel classes on a Sanic app, a stand-in agent). No request may get a 5xx or make a handler fail, a
+Slack request without a valid signature must get 401 and reach nobody, and a normal customer's conversation sent
+between the fuzzed requests must lose no message."""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import time
+import traceback
+from typing import Dict, Iterator, List, Optional
+
+import pytest
+import requests
+import socketio
+from hypothesis import given, settings
+
+from shop.settings import get_settings
+from tests.channels.slack_support import message_event, sign
+from tests.security.channel_app import ANSWER, ChannelApp, wait_until
+from tests.security.fuzz import (
+    FUZZ,
+    dumps,
+    polling_requests,
+    rest_requests,
+    signed_slack_requests,
+    unsigned_slack_requests,
+)
+from tests.security.support import record
+
+SECRET = secrets.token_hex(16)
+EXAMPLES = {"rest": 250, "socketio": 150, "slack_unsigned": 150, "slack_signed": 150}
+NORMAL = {"rest": "normal-rest-customer", "slack": "U0NORMAL"}
+FIGURES: Dict[str, Dict] = {}
+
+
+@pytest.fixture(scope="module")
+def app() -> Iterator[ChannelApp]:
+    running = ChannelApp(SECRET).start()
+    FIGURES.clear()
+    try:
+        yield running
+    finally:
+        running.stop()
+        record("fuzz-inprocess", {
+            "what": "fuzzed requests to the channels' Sanic blueprints in process, a normal conversation between them",
+            "configuration": {"channels": ["channels.rest.ValidatingRestInput",
+                                           "channels.socketio.SessionSocketIOInput", "channels.slack.EnvSlackInput"],
+                              "agent": "stand-in that records every message (tests/security/channel_app.py)",
+                              "hypothesis": {"derandomize": True, "max_examples": EXAMPLES}},
+            "channels": FIGURES,
+        })
+
+
+class Session:
+    """HTTP with one connection, counted per channel."""
+
+    def __init__(self, app: ChannelApp, channel: str) -> None:
+        self.app, self.channel = app, channel
+        self.http = requests.Session()
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        response = self.http.request(method, f"{self.app.url}{path}", timeout=30, **kwargs)
+        self.app.count(self.channel, response.status_code)
+        return response
+
+
+def figures(app: ChannelApp, channel: str, sent: List[str], kept: List[str], **extra) -> Dict:
+    statuses = dict(sorted(app.statuses[channel].items()))
+    lost = [message for message in sent if message not in kept]
+    FIGURES[channel] = {"requests": sum(statuses.values()), "statuses": statuses,
+                        "server_errors_5xx": app.server_errors(channel), "handler_errors": app.errors.summary(),
+                        "normal_messages_sent": len(sent), "normal_messages_lost": len(lost),
+                        "normal_order_kept": kept[:len(sent)] == sent, **extra}
+    return FIGURES[channel]
+
+
+# --- REST -------------------------------------------------------------------------------------------------
+
+
+def test_rest(app):
+    fuzzer, customer = Session(app, "rest"), Session(app, "rest (customer)")
+    sent: List[str] = []
+    app.errors.records.clear()
+
+    @settings(FUZZ, max_examples=EXAMPLES["rest"])
+    @given(rest_requests())
+    def one(request):
+        query, body, headers = request
+        response = fuzzer.request("POST", f"/webhooks/rest/webhook{query}", data=body, headers=headers)
+        assert response.status_code < 500, (response.status_code, response.text[:300])
+        sent.append(f"normal message {len(sent) + 1}")
+        answer = customer.request("POST", "/webhooks/rest/webhook",
+                                  json={"sender": NORMAL["rest"], "message": sent[-1]})
+        assert answer.status_code == 200 and answer.json() == [{"recipient_id": NORMAL["rest"], "text": ANSWER}]
+
+    one()
+    seen = figures(app, "rest", sent, app.agent.messages[NORMAL["rest"]])
+    assert seen["server_errors_5xx"] == 0 and seen["handler_errors"] == []
+    assert seen["normal_messages_lost"] == 0 and seen["normal_order_kept"]
+    assert seen["requests"] >= EXAMPLES["rest"] and 400 in seen["statuses"] and 200 in seen["statuses"]
+
+
+# --- socket.io --------------------------------------------------------------------------------------------
+
+
+class WebChat:
+    """A customer in the web chat: python-socketio over long-polling, joined to its own session."""
+
+    def __init__(self, url: str) -> None:
+        self.sio = socketio.Client()
+        self.session_id = ""
+        self.answers: List[Dict] = []
+        self.sio.on("session_confirm", self._confirmed)
+        self.sio.on("bot_uttered", self.answers.append)
+        self.sio.connect(url, transports=["polling"], wait_timeout=30)
+        self.sio.emit("session_request", {"session_id": None})
+        assert wait_until(lambda: bool(self.session_id), 30)
+
+    def _confirmed(self, session_id: str) -> None:
+        self.session_id = session_id
+
+    def say(self, text: str) -> None:
+        self.sio.emit("user_uttered", {"message": text, "session_id": self.session_id})
+
+    def close(self) -> None:
+        self.sio.eio.disconnect(abort=True)
+
+
+def engineio_exchange(http: Session, exchange: Dict) -> None:
+    """A handshake with fuzzed parameters, then the packets; and, when the example has one, a fuzzed user_uttered in
+    a session joined properly (so that it reaches the channel's handler and the agent). Each answered below 500."""
+    def post(path: str, packet: bytes, content_type: str) -> None:
+        answer = http.request("POST", path, data=packet, headers={"Content-Type": content_type})
+        assert answer.status_code < 500, (answer.status_code, packet[:200], answer.text[:300])
+
+    def handshake(query: str) -> Optional[str]:
+        opened = http.request("GET", f"/socket.io/?{query}")
+        assert opened.status_code < 500, (opened.status_code, opened.text[:300])
+        return json.loads(opened.text[1:])["sid"] if opened.status_code == 200 and opened.text[:2] == "0{" else None
+
+    sid = handshake(f"EIO={exchange['eio']}&transport={exchange['transport']}")
+    sid = {"own": sid, "forged": secrets.token_urlsafe(15), "none": None}[exchange["sid"]]
+    path = "/socket.io/?EIO=4&transport=polling" + (f"&sid={sid}" if sid else "")
+    packets = [b"40"] + ([b'42["session_request",{"session_id":null}]'] if exchange["session_request_first"] else [])
+    for packet in packets + exchange["packets"]:
+        post(path, packet, exchange["content_type"])
+    if exchange["in_session"] is None:
+        return
+    path = f"/socket.io/?EIO=4&transport=polling&sid={handshake('EIO=4&transport=polling')}"
+    for packet in (b"40", b'42["session_request",{"session_id":null}]'):
+        post(path, packet, "text/plain;charset=UTF-8")
+    polled = http.request("GET", path)
+    confirmed = [json.loads(packet[2:])[1] for packet in polled.text.split("\x1e")
+                 if packet.startswith('42["session_confirm"')]
+    assert confirmed, polled.text[:300]
+    post(path, b"42" + dumps(["user_uttered", {**exchange["in_session"], "session_id": confirmed[0]}], True),
+         "text/plain;charset=UTF-8")
+
+
+def test_socketio(app):
+    fuzzer = Session(app, "socketio")
+    customer = WebChat(app.url)
+    sent: List[str] = []
+    app.errors.records.clear()
+    try:
+        @settings(FUZZ, max_examples=EXAMPLES["socketio"])
+        @given(polling_requests())
+        def one(exchange):
+            engineio_exchange(fuzzer, exchange)
+            sent.append(f"normal message {len(sent) + 1}")
+            customer.say(sent[-1])
+            assert len(app.agent.wait_for(customer.session_id, len(sent))) == len(sent)
+
+        one()
+        assert wait_until(lambda: len(customer.answers) >= len(sent), 30)
+        kept = app.agent.messages[customer.session_id]
+        seen = figures(app, "socketio", sent, kept, answers_received=len(customer.answers),
+                       messages_from_fuzzed_requests=app.agent.channels["socketio"] - len(kept))
+    finally:
+        customer.close()
+    assert seen["server_errors_5xx"] == 0 and seen["handler_errors"] == []
+    assert seen["normal_messages_lost"] == 0 and seen["normal_order_kept"]
+    assert seen["answers_received"] == len(sent)
+    assert seen["messages_from_fuzzed_requests"] >= 10  # the fuzzing reached the agent, not only the protocol
+    assert seen["requests"] >= EXAMPLES["socketio"] * 2 and 400 in seen["statuses"]
+
+
+# --- Slack ------------------------------------------------------------------------------------------------
+
+
+SLACK_PARSING = {"_body", "_message", "_event_message", "_click_message", "_is_user_message", "_is_supported_channel",
+                 "_is_direct_message", "_is_app_mention", "_sanitize_user_message", "_is_interactive_message",
+                 "_get_interactive_response", "_get_conversation_id", "_answer_in_background"}
+
+
+def in_slack_parsing(record) -> bool:
+    """A logged failure that happened while the Slack channel took a signed request apart (the known problem)."""
+    if not record.exc_info:
+        return False
+    frames = traceback.extract_tb(record.exc_info[2])
+    return any(frame.name in SLACK_PARSING and frame.filename.endswith("slack.py") for frame in frames)
+
+
+class SlackCustomer:
+    """A customer writing to the bot in Slack: each message a signed event, as Slack sends it."""
+
+    def __init__(self, http: Session, user: str) -> None:
+        self.http, self.user = http, user
+        self.sent: List[str] = []
+
+    def say(self) -> None:
+        self.sent.append(f"normal message {len(self.sent) + 1}")
+        body = message_event(self.sent[-1], self.user, f"D{self.user}", f"Ev{secrets.token_hex(8)}",
+                             f"{time.time():.6f}")
+        answer = self.http.request("POST", "/webhooks/slack/webhook", data=body,
+                                   headers={"Content-Type": "application/json", **sign(SECRET, body)})
+        assert answer.status_code == 200, answer.text
+
+
+def every_how_many(examples: int) -> int:
+    """A normal customer writes at most half of what the Slack rate limit (shop.yml `rate_limits`) allows a
+    minute: the fuzzing takes well under one."""
+    limits = getattr(get_settings(), "rate_limits", None)
+    per_client = getattr(limits, "per_client", None) or examples
+    return max(1, math.ceil(examples / max(1, per_client // 2)))
+
+
+def slack_fuzz(app: ChannelApp, channel: str, strategy, expect) -> Dict:
+    fuzzer = Session(app, channel)
+    customer = SlackCustomer(Session(app, f"{channel} (customer)"), f"U0{channel.upper()}")
+    app.errors.records.clear()
+    slack_before = app.agent.channels["slack"]
+    known: List[str] = []
+    every = every_how_many(EXAMPLES[channel])
+    examples = [0]
+
+    @settings(FUZZ, max_examples=EXAMPLES[channel])
+    @given(strategy)
+    def one(request):
+        body, headers = request
+        logged = len(app.errors.records)
+        answer = fuzzer.request("POST", "/webhooks/slack/webhook", data=body, headers=headers)
+        if answer.status_code >= 500 and any(map(in_slack_parsing, app.errors.records[logged:])):
+            known.append(f"{answer.status_code}: {body[:120]!r}")
+        else:
+            expect(answer)
+        examples[0] += 1
+        if examples[0] % every == 0:
+            customer.say()
+
+    one()
+    kept = app.agent.wait_for(customer.user, len(customer.sent), 30)
+    time.sleep(0.2)  # any background answer still running
+    unexpected_errors = app.errors.summary([record for record in app.errors.failures()
+                                            if not in_slack_parsing(record)])
+    seen = figures(app, channel, customer.sent, kept,
+                   messages_from_fuzzed_requests=app.agent.channels["slack"] - slack_before - len(kept),
+                   known_server_errors_5xx=len(known), known_examples=known[:5])
+    seen["handler_errors"] = unexpected_errors
+    return seen
+
+
+def test_slack_without_a_valid_signature(app):
+    def refused(answer):
+        assert answer.status_code == 401, (answer.status_code, answer.text[:300])
+
+    seen = slack_fuzz(app, "slack_unsigned", unsigned_slack_requests(SECRET), refused)
+    assert seen["server_errors_5xx"] == 0 and seen["handler_errors"] == []
+    assert list(seen["statuses"]) == [401] and seen["messages_from_fuzzed_requests"] == 0
+    assert seen["normal_messages_sent"] >= 10
+    assert seen["normal_messages_lost"] == 0 and seen["normal_order_kept"]
+
+
+def test_slack_signed_but_malformed(app):
+    """Only Slack can sign, so these test robustness, not an attacker: 5xx from taking a malformed body apart are
+    counted as known (see the strict xfail below); any other 5xx, a failed handler or a lost message fails."""
+    def handled(answer):
+        assert answer.status_code < 500, (answer.status_code, answer.text[:300])
+
+    seen = slack_fuzz(app, "slack_signed", signed_slack_requests(SECRET), handled)
+    assert seen["server_errors_5xx"] == seen["known_server_errors_5xx"] and seen["handler_errors"] == []
+    assert seen["normal_messages_sent"] >= 10
+    assert seen["normal_messages_lost"] == 0 and seen["normal_order_kept"]
+
+
+# --- known problems (strict xfail: each starts failing once fixed, so that the mark comes off) -------------
+
+
+@pytest.mark.xfail(strict=True, reason="channels/slack.py EnvSlackInput._event_message/_click_message (and Rasa's "
+                   "SlackInput._is_user_message, _sanitize_user_message, _get_interactive_response) assume the shapes "
+                   "Slack documents: a signed body whose `event` is not an object, whose `text` is not a string or "
+                   "whose `actions` holds no objects raises AttributeError/TypeError, answered 500. Only a holder of "
+                   "the signing secret can send one")
+@pytest.mark.parametrize("document", [
+    {"type": "event_callback", "event": "text"},
+    {"type": "event_callback", "event": [1]},
+    {"type": "event_callback", "event": {"type": "message", "text": 5, "channel_type": "im", "user": "U1"}},
+    {"type": "block_actions", "actions": ["button"]},
+], ids=["event-string", "event-list", "text-number", "actions-strings"])
+def test_a_signed_but_malformed_slack_request_is_refused_not_crashed(app, document):
+    body = json.dumps(document).encode()
+    answer = Session(app, "slack_signed (known)").request(
+        "POST", "/webhooks/slack/webhook", data=body, headers={"Content-Type": "application/json",
+                                                               **sign(SECRET, body)})
+    assert answer.status_code < 500
+
+
+@pytest.mark.xfail(strict=True, reason="python-engineio (Rasa's socket.io channel, channels/socketio.py) answers a "
+                   "long-polling POST over its 1,000,000-byte limit by closing the session and waiting for the client "
+                   "to poll the close packet: a client that does not poll holds the request until Sanic's 60 s "
+                   "response timeout, which answers 503. Sanic's REQUEST_MAX_SIZE below 1 MB (SANIC_REQUEST_MAX_SIZE)"
+                   " or a body limit in the balancer would refuse it at once")
+def test_an_oversized_socketio_post_is_answered_at_once(app):
+    http = Session(app, "socketio (known)")
+    opened = http.request("GET", "/socket.io/?EIO=4&transport=polling")
+    sid = json.loads(opened.text[1:])["sid"]
+    path = f"/socket.io/?EIO=4&transport=polling&sid={sid}"
+    http.request("POST", path, data=b"40")
+    body = b"42" + json.dumps(["user_uttered", {"message": "x" * 1_100_000}]).encode()
+    try:
+        answer = http.http.post(f"{app.url}{path}", data=body, timeout=5)
+    except requests.Timeout:
+        pytest.fail("no answer within 5 s")
+    assert answer.status_code < 500
