@@ -100,6 +100,7 @@ QUANTITY_QUESTION = re.compile(r"\b(?:how (?:long|much|many|soon|fast|quick(?:ly
                                r"opening hours|price|cost|fee|charge|deadline)\b", re.I)
 YES_NO_QUESTION = re.compile(r"\s*(?:do|does|can|could|is|are|will|would|have|has|may|should|am)\b", re.I)
 YES_NO_ANSWER = re.compile(r"\s*(?:yes|no)\b", re.I)
+LEADING_ANSWER = re.compile(r"^\s*(yes|no)\b[\s,.!]*", re.I)
 # The generator can take no action: only the skills can. A reply that claims one misleads the customer.
 ACTION_CLAIM = re.compile(
     r"\b(?:i|we)(?:'ve| have| just| already)*\s+(?:cancell?ed|refunded|changed|updated|sent|issued|processed|"
@@ -362,16 +363,41 @@ def _closest_clauses(clause: str, ctx: CheckContext) -> Tuple[List[str], float]:
     return best, best_overlap
 
 
+def answer_word(reply: str) -> Tuple[Optional[str], str]:
+    """A leading "Yes," or "No," (the answer to a yes/no question) and the rest of the reply."""
+    match = LEADING_ANSWER.match(reply)
+    return (match.group(1).lower(), reply[match.end():]) if match else (None, reply)
+
+
 def check_contradiction(reply: str, ctx: CheckContext) -> Optional[str]:
     """A clause that says "not" where the passage clause it repeats does not (or the other way round): the small
     model's favourite mistake ("No, you cannot return it" from "Yes, opening the box is fine"). When clauses of
-    both polarities match equally well, the reply's cannot be told right, so it counts as contradicting."""
-    for clause in clauses(reply):
+    both polarities match equally well, the reply's cannot be told right, so it counts as contradicting. A leading
+    Yes/No answers the question and is judged by check_yes_no, not here."""
+    for clause in clauses(answer_word(reply)[1]):
         closest, overlap = _closest_clauses(clause, ctx)
         negated = bool(NEGATION.search(clause))
         conflicting = [candidate for candidate in closest if bool(NEGATION.search(candidate)) != negated]
         if overlap >= 0.5 and conflicting:
             return f"contradicts the passage ({clause[:60]!r} vs {conflicting[0][:60]!r})"
+    return None
+
+
+def check_yes_no(reply: str, ctx: CheckContext) -> Optional[str]:
+    """"No" to what a passage clause states outright, or "Yes" to what it rules out: judged only when one clause
+    holds every content word of the question ("do you ship to Norway?" against "We ship within the EU, the UK,
+    Norway and Switzerland"), since a question about something the passage does not name is answered by
+    what it leaves out ("do you ship to Canada?": No)."""
+    answer, _ = answer_word(reply)
+    if not answer or not YES_NO_QUESTION.match(ctx.question or ""):
+        return None
+    words = set(content_words(ctx.question)) - COURTESY
+    closest, overlap = _closest_clauses(ctx.question, ctx)
+    polarities = {bool(NEGATION.search(clause)) for clause in closest}
+    if len(words) < 2 or overlap < 1.0 or len(polarities) != 1:
+        return None
+    if (answer == "no") != polarities.pop():
+        return f"answers {answer!r} where the passage says {closest[0][:60]!r}"
     return None
 
 
@@ -404,7 +430,7 @@ def check_informative(reply: str, ctx: CheckContext) -> Optional[str]:
 
 CHECKS: List[Check] = [
     check_not_empty, check_length, check_role_markers, check_markup, check_echoed_instructions, check_repetition,
-    check_facts, check_names, check_order_details, check_promises, check_contradiction, check_grounded,
+    check_facts, check_names, check_order_details, check_promises, check_contradiction, check_yes_no, check_grounded,
     check_informative,
 ]
 

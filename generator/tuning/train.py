@@ -182,7 +182,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="adapter folder (generator.yml local.adapter)")
     parser.add_argument("--hand", type=Path, default=TUNING_DIR / "answers.yml")
     parser.add_argument("--unanswerable", type=Path, default=TUNING_DIR / "unanswerable.yml")
-    parser.add_argument("--orders", type=int, default=100, help="synthetic order examples")
+    parser.add_argument("--orders", type=int, default=80, help="synthetic order examples")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=3e-4)

@@ -239,6 +239,22 @@ def test_a_prompt_heading_inside_a_sentence_fails():
     assert reason(checks.check_role_markers, "The facts are simple: returns are free.", context()) is None
 
 
+DECIDING = "We ship within the EU, the UK, Norway and Switzerland. Items bought as final sale cannot be returned."
+
+
+@pytest.mark.parametrize("question, reply, wrong", [
+    ("do you ship to Norway?", "No, we ship within the EU, the UK, Norway and Switzerland.", True),
+    ("do you ship to Norway?", "Yes, we ship within the EU, the UK, Norway and Switzerland.", False),
+    ("do you ship to Canada?", "No, we ship within the EU, the UK, Norway and Switzerland.", False),
+    ("can i return a final sale item?", "Yes, items bought as final sale cannot be returned.", True),
+    ("can i return a final sale item?", "No, items bought as final sale cannot be returned.", False),
+])
+def test_a_yes_or_no_must_agree_with_the_clause_that_decides_it(question, reply, wrong):
+    ctx = CheckContext([DECIDING], question=question)
+    assert (checks.check_yes_no(reply, ctx) is not None) is wrong
+    assert checks.check_contradiction(reply, ctx) is None  # the leading answer word is not the passage's "not"
+
+
 def test_every_check_is_run():
-    assert len(checks.CHECKS) == 13 and all(callable(check) for check in checks.CHECKS)
+    assert len(checks.CHECKS) == 14 and all(callable(check) for check in checks.CHECKS)
     assert failed_checks("No, you cannot. " * 3, context(question="can I return it?"))
