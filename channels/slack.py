@@ -52,6 +52,7 @@ NOT_CONFIGURED = (
     "The Slack channel is not configured on this server: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET in the "
     "environment of `rasa run` and restart it (see the README, section Channels > Slack)."
 )
+MALFORMED = "The request is signed, but its event or interaction is not in the shape Slack documents."
 BAD_SIGNATURE = "The request is not signed with this Slack app's signing secret (or is older than five minutes)."
 
 
@@ -181,7 +182,12 @@ class EnvSlackInput(SlackInput):
                 return response.text(str(exc), status=HTTPStatus.BAD_REQUEST)
             if body.get("type") == "url_verification":
                 return response.json({"challenge": body.get("challenge")})
-            message = self._message(body)
+            try:
+                message = self._message(body)
+            except (AttributeError, TypeError, KeyError, IndexError) as exc:
+                # Signed, so from Slack (or a holder of the secret), yet not in a shape Slack documents.
+                logger.warning(f"Refused a signed Slack request of an unexpected shape: {exc.__class__.__name__}")
+                return response.text(MALFORMED, status=HTTPStatus.BAD_REQUEST, headers={"X-Slack-No-Retry": "1"})
             if message is None:
                 return response.text("")  # not for the bot (its own posts, edits, other channels): acknowledged
             if not self.seen.first_time(message.keys):

@@ -10,6 +10,9 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1  # weights come from installed pa
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 export TF_CPP_MIN_LOG_LEVEL=2 SQLALCHEMY_SILENCE_UBER_WARNING=1 PYTHONWARNINGS=ignore  # library deprecation noise
 export ACTION_SERVER_PORT=${ACTION_SERVER_PORT:-5055}
+# Request bodies above 900 kB are refused at once (413): over 1 MB, socket.io's long-polling held the request for
+# 60 s and answered 503. No customer message comes near it; it also refuses model uploads over Rasa's HTTP API.
+export SANIC_REQUEST_MAX_SIZE=${SANIC_REQUEST_MAX_SIZE:-900000}
 # rasa shell stops waiting for a reply after 10 s by default; a reply the generator writes on a CPU can take longer.
 export RASA_SHELL_STREAM_READING_TIMEOUT_IN_SECONDS=${RASA_SHELL_STREAM_READING_TIMEOUT_IN_SECONDS:-60}
 # endpoints.yml reads these. The defaults are the embedded profile: one process, nothing but SQLite files;
