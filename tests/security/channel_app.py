@@ -6,11 +6,13 @@ seconds, without a trained model. Slack's Web API is the stand-in of tests/chann
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import secrets
 import threading
 import time
 from collections import Counter, defaultdict
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from rasa.core.channels.channel import UserMessage, register
 from sanic import Sanic
@@ -20,6 +22,7 @@ from channels.slack import EnvSlackInput
 from channels.socketio import SessionSocketIOInput
 from shop.servers import free_port
 from tests.channels.slack_support import SlackWebApi
+from tests.security.fuzz import dumps
 
 ANSWER = "ok"
 # Loggers whose errors mean a request or an event was not handled (sanic logs each 500 here, engine.io and
@@ -159,3 +162,35 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 10, step_s: flo
             return True
         time.sleep(step_s)
     return condition()
+
+
+def engineio_exchange(http: Any, exchange: Dict) -> None:
+    """A handshake with fuzzed parameters, then the packets; and, when the example has one, a fuzzed user_uttered in
+    a session joined properly (so that it reaches the channel's handler and the agent). Each answered below 500.
+    `http.request(method, path, **kwargs)` sends one request to the server (and counts it)."""
+    def post(path: str, packet: bytes, content_type: str) -> None:
+        answer = http.request("POST", path, data=packet, headers={"Content-Type": content_type})
+        assert answer.status_code < 500, (answer.status_code, packet[:200], answer.text[:300])
+
+    def handshake(query: str) -> Optional[str]:
+        opened = http.request("GET", f"/socket.io/?{query}")
+        assert opened.status_code < 500, (opened.status_code, opened.text[:300])
+        return json.loads(opened.text[1:])["sid"] if opened.status_code == 200 and opened.text[:2] == "0{" else None
+
+    sid = handshake(f"EIO={exchange['eio']}&transport={exchange['transport']}")
+    sid = {"own": sid, "forged": secrets.token_urlsafe(15), "none": None}[exchange["sid"]]
+    path = "/socket.io/?EIO=4&transport=polling" + (f"&sid={sid}" if sid else "")
+    packets = [b"40"] + ([b'42["session_request",{"session_id":null}]'] if exchange["session_request_first"] else [])
+    for packet in packets + exchange["packets"]:
+        post(path, packet, exchange["content_type"])
+    if exchange["in_session"] is None:
+        return
+    path = f"/socket.io/?EIO=4&transport=polling&sid={handshake('EIO=4&transport=polling')}"
+    for packet in (b"40", b'42["session_request",{"session_id":null}]'):
+        post(path, packet, "text/plain;charset=UTF-8")
+    polled = http.request("GET", path)
+    confirmed = [json.loads(packet[2:])[1] for packet in polled.text.split("\x1e")
+                 if packet.startswith('42["session_confirm"')]
+    assert confirmed, polled.text[:300]
+    post(path, b"42" + dumps(["user_uttered", {**exchange["in_session"], "session_id": confirmed[0]}], True),
+         "text/plain;charset=UTF-8")
