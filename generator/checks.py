@@ -193,6 +193,7 @@ class CheckContext:
     shop_name: str = ""
     max_chars: int = 420
     extra_names: FrozenSet[str] = field(default_factory=frozenset)
+    focus: str = ""                 # the passage sentence closest to the question (retrieval): what to answer
 
     @property
     def verified(self) -> bool:
@@ -401,6 +402,22 @@ def check_yes_no(reply: str, ctx: CheckContext) -> Optional[str]:
     return None
 
 
+def check_answers_the_question(reply: str, ctx: CheckContext, share: float = 0.34) -> Optional[str]:
+    """A true sentence about something else is a wrong answer ("how much is express?" -> "Standard shipping costs
+    4.95"): the reply must give the figure of the passage sentence closest to the question, and share a third of its
+    words. The tuned model's most frequent mistake; the passage, which holds the right sentence, goes instead."""
+    if not ctx.focus:
+        return None
+    figures = numbers_in(ctx.focus)
+    if figures:  # the figure is the answer; its words may be left out ("It costs 12.95.")
+        return None if figures & numbers_in(reply) else f"misses the figure asked about ({ctx.focus[:60]!r})"
+    words = set(content_words(ctx.focus)) - COURTESY
+    said = set(content_words(answer_word(reply)[1]))
+    if words and len(words & said) / len(words) < share:
+        return f"answers something else than {ctx.focus[:60]!r}"
+    return None
+
+
 def check_grounded(reply: str, ctx: CheckContext, share: float = 0.75) -> Optional[str]:
     """Most content words of the reply come from the passages (or name what the customer asked about)."""
     words = [word for word in content_words(reply) if word not in COURTESY]
@@ -430,7 +447,8 @@ def check_informative(reply: str, ctx: CheckContext) -> Optional[str]:
 
 CHECKS: List[Check] = [
     check_not_empty, check_length, check_role_markers, check_markup, check_echoed_instructions, check_repetition,
-    check_facts, check_names, check_order_details, check_promises, check_contradiction, check_yes_no, check_grounded,
+    check_facts, check_names, check_order_details, check_promises, check_contradiction, check_yes_no,
+    check_answers_the_question, check_grounded,
     check_informative,
 ]
 

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import List, Sequence
 
-from generator.knowledge import Passage, load_passages
+from generator.knowledge import Passage, load_passages, split_sentences
 from shop.settings import get_settings
 
 
@@ -56,6 +56,7 @@ class Encoder:
 class Hit:
     passage: Passage
     score: float
+    focus: str = ""  # the passage's sentence closest to the query: what a reply to it must say
 
 
 class KnowledgeIndex:
@@ -72,6 +73,10 @@ class KnowledgeIndex:
             for text in passage.keys:
                 texts.append(text)
                 owners.append(number)
+        self._texts = texts
+        self._sentences = {number: [i for i, owner in enumerate(owners) if owner == number and
+                                    texts[i] in split_sentences(passage.text)]
+                           for number, passage in enumerate(self.passages)}
         self._vectors = encoder.encode(texts)
         self._owners = torch.tensor(owners)
 
@@ -84,7 +89,12 @@ class KnowledgeIndex:
         scores = self._vectors @ self.encoder.encode([query])[0]
         best = torch.full((len(self.passages),), -1.0).scatter_reduce(0, self._owners, scores, reduce="amax")
         values, indices = best.topk(min(k, len(self.passages)))
-        return [Hit(self.passages[int(i)], round(float(v), 4)) for v, i in zip(values, indices, strict=False)]
+        return [Hit(self.passages[int(i)], round(float(v), 4), self._focus(int(i), scores))
+                for v, i in zip(values, indices, strict=False)]
+
+    def _focus(self, number: int, scores) -> str:
+        rows = self._sentences[number]
+        return self._texts[max(rows, key=lambda row: float(scores[row]))] if rows else ""
 
 
 @lru_cache(maxsize=1)

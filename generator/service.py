@@ -149,7 +149,8 @@ class ReplyService:
         said = [turn for role, turn in request.history if role == CUSTOMER] + [request.message]
         context = CheckContext(passages=passages, verified_facts=tuple(request.verified_facts),
                                customer_text=" ".join(said), question=request.message, instructions=prompt.system,
-                               shop_name=self.shop_name, max_chars=self.config.max_chars)
+                               shop_name=self.shop_name, max_chars=self.config.max_chars,
+                               focus=best.focus if answerable and not request.verified_facts else "")
         reasons = failed_checks(text, context) if text else [f"nothing usable (stopped by {generation.stopped_by})"]
         if reasons:
             return self._done(fallback, started, tuple(reasons), generation)

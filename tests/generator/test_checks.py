@@ -255,6 +255,18 @@ def test_a_yes_or_no_must_agree_with_the_clause_that_decides_it(question, reply,
     assert checks.check_contradiction(reply, ctx) is None  # the leading answer word is not the passage's "not"
 
 
+@pytest.mark.parametrize("reply, wrong", [
+    ("Express shipping takes 1-2 business days and costs 12.95.", False),
+    ("It costs 12.95.", False),
+    ("Standard shipping takes 3-5 business days and costs 4.95.", True),   # true, but not what was asked
+    ("We ship within the EU, the UK, Norway and Switzerland.", True),
+])
+def test_a_reply_must_answer_the_sentence_closest_to_the_question(reply, wrong):
+    ctx = CheckContext([SHIPPING], question="how much is express?",
+                       focus="Express shipping takes 1-2 business days and costs 12.95.")
+    assert (checks.check_answers_the_question(reply, ctx) is not None) is wrong
+
+
 def test_every_check_is_run():
-    assert len(checks.CHECKS) == 14 and all(callable(check) for check in checks.CHECKS)
+    assert len(checks.CHECKS) == 15 and all(callable(check) for check in checks.CHECKS)
     assert failed_checks("No, you cannot. " * 3, context(question="can I return it?"))
