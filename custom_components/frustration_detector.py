@@ -59,7 +59,7 @@ def read_labelled(path: Path) -> Tuple[List[str], np.ndarray]:
 
 def style_cues(text: str) -> List[float]:
     """What the words alone miss: shouting, piled-up punctuation (emails and web addresses are no shouting)."""
-    words = re.findall(r"[A-Za-z]{2,}", re.sub(r"\S+@\S+|\S+\.(?:com|org|net|co\.uk)\S*", " ", text))
+    words = re.findall(r"[A-Za-z]{2,}", re.sub(r"(?<!\S)\S+@\S+|(?<!\S)\S+\.(?:com|org|net|co\.uk)\S*", " ", text))
     capitals = sum(word.isupper() for word in words) / len(words) if words else 0.0
     return [capitals, min(text.count("!"), 3) / 3, float("??" in text or "?!" in text or "!?" in text),
             float("!!" in text)]
