@@ -517,7 +517,18 @@ def main() -> None:
     understanding, tone, conversations = load("understanding"), load("tone"), load("conversations")
     blocks = [rows(results) for rows, results in ((understanding_rows, understanding), (tone_rows, tone),
                                                    (conversation_rows, conversations)) if results]
-    replace_block(README, "UNDERSTANDING", "\n\n".join("\n".join(block[2:]) for block in blocks))
+    optional_block(README, "UNDERSTANDING", "\n\n".join("\n".join(block[2:]) for block in blocks))
+    generator = load("generator")
+    if generator and "variants" in generator:
+        table = generator_rows(generator)
+        start = table.index("") + 1
+        optional_block(README, "GENERATOR", "\n".join(table[start:table.index("", start)]))
+
+
+def optional_block(path: Path, name: str, content: str) -> None:
+    """A README block the README may have dropped (its table stays in docs/benchmarks.md)."""
+    if f"<!-- {name}:START -->" in path.read_text():
+        replace_block(path, name, content)
 
 
 if __name__ == "__main__":
