@@ -24,7 +24,7 @@ from typing import Any, Awaitable, Callable, Dict, Optional
 
 from rasa.core.channels.channel import UserMessage, decode_bearer_token
 from rasa.core.channels.socketio import SocketIOInput, SocketIOOutput
-from sanic import Blueprint
+from sanic import Blueprint, response
 from socketio.exceptions import ConnectionRefusedError
 
 from channels.guard import answering_on_failure
@@ -42,6 +42,25 @@ def session_id_from(data: Any) -> str:
     return wanted if isinstance(wanted, str) and SESSION_ID.fullmatch(wanted) else uuid.uuid4().hex
 
 
+INVALID_PACKET = "Not a packet a socket.io client sends in this session."
+
+
+def refusing_invalid_packets(handle_request: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """python-engineio 4 answers two client mistakes badly: an OPEN packet posted by the client is never answered
+    (Sanic's 60 s timeout, then 503), and a POST after the client closed its session raises KeyError (500). Both get
+    400 at once here; everything else goes to engine.io unchanged."""
+
+    async def handle(request: Any, *args: Any, **kwargs: Any) -> Any:
+        if request.method == "POST" and any(packet[:1] == b"0" for packet in (request.body or b"").split(b"\x1e")):
+            return response.text(INVALID_PACKET, status=400)
+        try:
+            return await handle_request(request, *args, **kwargs)
+        except KeyError:
+            return response.text(INVALID_PACKET, status=400)
+
+    return handle
+
+
 class SessionSocketIOInput(SocketIOInput):
     @classmethod
     def name(cls) -> str:
@@ -53,6 +72,7 @@ class SessionSocketIOInput(SocketIOInput):
         socketio_webhook = super().blueprint(on_new_message)
         sio = self.sio
         sio.eio.transports, sio.eio.allow_upgrades = ["polling"], False
+        sio.eio.handle_request = refusing_invalid_packets(sio.eio.handle_request)  # before Sanic registers it
 
         @sio.on("connect", namespace=self.namespace)  # replaces Rasa's handler: its token check, then the limit
         async def connect(sid: str, environ: Dict[str, Any], auth: Optional[Dict[str, Any]] = None) -> bool:

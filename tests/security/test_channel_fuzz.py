@@ -267,7 +267,7 @@ def test_an_oversized_socketio_post_is_answered_at_once(app):
     assert answer.status_code == 413
 
 
-# --- open (strict xfail: each starts failing once fixed, so that the mark comes off) ----------------------
+# --- engine.io packets a client must not send: answered 400 at once (channels/socketio.py) -----------------
 
 
 def closed_session(app: ChannelApp) -> tuple:
@@ -278,9 +278,6 @@ def closed_session(app: ChannelApp) -> tuple:
     return http, path
 
 
-@pytest.mark.xfail(strict=True, reason="python-engineio 4.15 (Rasa's socket.io channel): after a client posts an "
-                   "engine.io CLOSE packet ('1'), a further POST in that session raises KeyError('Session is "
-                   "disconnected') in AsyncServer.handle_request, uncaught: Sanic answers 500 and logs a traceback")
 def test_a_post_after_the_client_closed_its_session_gets_no_500(app):
     http, path = closed_session(app)
     http.request("POST", path, data=b"1")
@@ -288,11 +285,6 @@ def test_a_post_after_the_client_closed_its_session_gets_no_500(app):
     assert answer.status_code < 500
 
 
-@pytest.mark.xfail(strict=True, reason="python-engineio 4.15: a client that posts an engine.io OPEN packet ('0') gets "
-                   "no answer: the session is closed and the server waits for the client to poll the close packet, "
-                   "until Sanic's 60 s response timeout (503). Each such request holds a connection for a minute, "
-                   "for a few bytes; SANIC_REQUEST_MAX_SIZE does not help. A balancer timeout shorter than Sanic's, "
-                   "or a channel that answers invalid packets itself, would")
 def test_an_engineio_open_packet_from_the_client_is_answered_at_once(app):
     http, path = closed_session(app)
     try:
