@@ -11,6 +11,7 @@ import logging
 import secrets
 import threading
 import time
+import traceback
 from collections import Counter, defaultdict
 from typing import Any, Callable, Dict, List, Optional
 
@@ -71,9 +72,12 @@ class ErrorLog(logging.Handler):
         if record.name == "sanic.error":
             return message.startswith("Exception occurred while handling")
         if record.name == "engineio.server":
-            # A POST whose bytes are not UTF-8: engine.io drops the packet, logs it and answers 200.
-            undecodable = message == "post request handler error" and record.exc_info \
-                and isinstance(record.exc_info[1], UnicodeDecodeError)
+            # A packet whose bytes are not UTF-8, or not a socket.io packet: the libraries drop it, log it with
+            # its traceback and answer 200; no handler of the project ran.
+            frames = traceback.extract_tb(record.exc_info[2]) if record.exc_info else []
+            undecodable = bool(record.exc_info) and (
+                isinstance(record.exc_info[1], UnicodeDecodeError)
+                or any(frame.filename.endswith(("socketio/packet.py", "engineio/packet.py")) for frame in frames))
             return "handler error" in message and not undecodable
         return record.name != "sanic.root"
 
