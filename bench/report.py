@@ -456,6 +456,16 @@ def headline_rows() -> List[str]:
                          f"base model: {pct(base['heldout']['generated_share'])} / "
                          f"{pct(base['heldout']['right_fact_share'])} / {base['heldout']['unsupported_in_final']} / "
                          f"{pct(base['heldout']['dont_know_share'])}" if base else "-", g["measured_at"]))
+    security = load("security")
+    if security:
+        enumeration = (security.get("enumeration") or {}).get("runs") or []
+        fuzz = security["fuzzing"]
+        rows.append(("`python -m bench.security`", "attacks: leaks / fuzzed requests answered 5xx / orders found by "
+                     "enumeration", f"{sum(security['leaks'].values())} of {security['attack_messages']['total']} / "
+                     f"{fuzz['server_errors_5xx_total']} of {fuzz['requests_total']} / "
+                     + (" + ".join(f"{run['orders_found']} of {run['guesses']}" for run in enumeration) or "-"),
+                     f"must be 0; pytest {security['pytest']['passed']} passed, {security['pytest']['failed']} failed",
+                     security["measured_at"]))
     loop, speed, traffic = load("learning-loop"), load("report-speed"), load("load")
     if loop:
         rows.append(("`python -m bench.learning_loop`", "held-out intent accuracy after one inbox round",

@@ -24,6 +24,9 @@ python -m bench.sentiment
 echo "== generator: load, decoding speed, reply latency through the action server, right facts, rejections"
 python -m bench.generator
 
+echo "== security: the attack suite (injection, exfiltration, fuzzing, enumeration, web chat; ~2-5 min)"
+python -m bench.security || echo "security: the suite failed; see bench/results/security.json"
+
 echo "== intent: the transformer intent classifier and the DIET baseline (BANKING77, cross-validation, out of scope; ~1 h)"
 python -m bench.intent
 

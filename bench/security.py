@@ -7,8 +7,8 @@ by kind and the leaks found at each layer (the generator's prompt and checks wit
 the real REST channel), fuzzed requests per channel with their 5xx and lost messages (in process and against the
 real servers), the web chat in Chromium. This script clears those files, runs the suite, and writes
 bench/results/security.json with the figures, the pytest outcome (including the known problems, which the suite
-marks as strict xfails with their reasons), and the configuration it ran with. bench/results/security-enumeration.json
-(the enumeration run) is included when present.
+marks as strict xfails with their reasons), and the configuration it ran with. var/security/enumeration.json
+(the enumeration run, tests/security/test_enumeration.py) is included when present.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from bench.common import RESULTS_DIR, write_results
+from bench.common import write_results
 from shop.settings import PROJECT_ROOT
 
 FIGURES_DIR = PROJECT_ROOT / "var" / "security"
@@ -146,7 +146,7 @@ def main(argv: List[str]) -> int:
         "fuzzing": fuzz_summary(inprocess, end_to_end),
         "webchat": webchat,
     }
-    enumeration = RESULTS_DIR / "security-enumeration.json"
+    enumeration = FIGURES_DIR / "enumeration.json"  # written by tests/security/test_enumeration.py
     if enumeration.exists():
         results["enumeration"] = json.loads(enumeration.read_text(encoding="utf-8"))
     write_results("security", results)

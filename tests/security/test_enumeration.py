@@ -8,8 +8,9 @@ even for pairs that are right. To prove that, the script also tries right pairs 
 would), each after its address failed `per_client` times; it tries them with the same sender ids and the same
 rhythm as its guesses. Each store is run: the shop database (the embedded default, SQLite) and Redis (replicas).
 
-The figures go to bench/results/security-enumeration.json (guesses, orders found, throttled answers, checks that
-reached the database unthrottled). Runs in a few seconds per store.
+The figures (guesses, orders found, throttled answers, checks that reached the database unthrottled) go to
+var/security/enumeration.json, and `python -m bench.security` puts them into bench/results/security.json.
+Runs in a few seconds per store.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ import redis
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.order_status import ActionOrderStatus, ValidateOrderStatusForm
-from bench.common import RESULTS_DIR, machine, timestamp
+from bench.common import machine, timestamp
 from shop.limits import DatabaseLog, RedisLog, WindowLog
 from shop.seed import CUSTOMERS, ORDERS
-from shop.settings import get_settings
+from shop.settings import PROJECT_ROOT, get_settings
 from shop.throttle import CLIENT_ADDRESS, Attempt, VerificationThrottle
 from tests.conftest import REDIS_URL, _port_open
 from tests.support import make_tracker, slot_events, texts
@@ -37,7 +38,7 @@ from tests.support import make_tracker, slot_events, texts
 CLIENTS = ["203.0.113.10", "203.0.113.11", "198.51.100.20", "198.51.100.21"]
 CONVERSATIONS_PER_CLIENT = 26
 GUESSES_PER_CONVERSATION = 10
-RESULTS_FILE = RESULTS_DIR / "security-enumeration.json"
+RESULTS_FILE = PROJECT_ROOT / "var" / "security" / "enumeration.json"  # bench.security puts it in bench/results
 DOMAIN = {"forms": {"order_status_form": {"required_slots": ["order_id", "order_email"]}}}
 REAL_PAIRS = [(order_id, CUSTOMERS[customer][0]) for order_id, customer, *_ in ORDERS]
 # What the script guesses: numbers in the shop's format around the real ones, and addresses it made up.
@@ -126,7 +127,7 @@ async def enumerate_orders(store: str, throttle: CountingThrottle, seed: int = 1
 
 
 def write_figures(run: Run, throttle: CountingThrottle) -> Dict[str, Any]:
-    """This store's figures into bench/results/security-enumeration.json (the other store's are kept)."""
+    """This store's figures into var/security/enumeration.json (the other store's are kept)."""
     settings = get_settings()
     existing = json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.exists() else {}
     runs = {entry["store"]: entry for entry in existing.get("runs", [])}
@@ -151,6 +152,7 @@ def write_figures(run: Run, throttle: CountingThrottle) -> Dict[str, Any]:
                                   "per_client": settings.throttle.per_client}},
         "runs": sorted(runs.values(), key=lambda entry: entry["store"]),
     }
+    RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_FILE.write_text(json.dumps(figures, indent=2) + "\n")
     return runs[run.store]
 
