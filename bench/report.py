@@ -460,8 +460,9 @@ def headline_rows() -> List[str]:
     if security:
         enumeration = (security.get("enumeration") or {}).get("runs") or []
         fuzz = security["fuzzing"]
+        leaked = sum(value for value in security["leaks"].values() if isinstance(value, int))  # "not run" skipped
         rows.append(("`python -m bench.security`", "attacks: leaks / fuzzed requests answered 5xx / orders found by "
-                     "enumeration", f"{sum(security['leaks'].values())} of {security['attack_messages']['total']} / "
+                     "enumeration", f"{leaked} of {security['attack_messages']['total']} / "
                      f"{fuzz['server_errors_5xx_total']} of {fuzz['requests_total']} / "
                      + (" + ".join(f"{run['orders_found']} of {run['guesses']}" for run in enumeration) or "-"),
                      f"must be 0; pytest {security['pytest']['passed']} passed, {security['pytest']['failed']} failed",
