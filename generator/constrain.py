@@ -74,25 +74,19 @@ class NumberGuard:
 
 
 @lru_cache(maxsize=4)
-def numeric_tokens(tokenizer) -> Tuple[Tuple[int, str], ...]:
-    """(id, text) of every token made only of digits and separators (SmolLM2: the ten digits and punctuation)."""
-    found: List[Tuple[int, str]] = []
+def digit_tokens(tokenizer) -> Tuple[Tuple[Tuple[int, str], ...], Tuple[int, ...]]:
+    """One pass over the vocabulary: (id, text) of every token made only of digits and separators (SmolLM2: the ten
+    digits and punctuation), and the ids of tokens mixing digits with letters ("2nd", "mp3"), which are never
+    allowed since their figure cannot be checked."""
+    numeric: List[Tuple[int, str]] = []
+    mixed: List[int] = []
     for token_id in range(len(tokenizer)):
         text = tokenizer.decode([token_id])
         if NUMERIC_TOKEN.match(text):
-            found.append((token_id, text))
-    return tuple(found)
-
-
-@lru_cache(maxsize=4)
-def mixed_tokens(tokenizer) -> Tuple[int, ...]:
-    """Tokens that mix digits with letters ("2nd", "mp3"): never allowed, since their figure cannot be checked."""
-    ids = []
-    for token_id in range(len(tokenizer)):
-        text = tokenizer.decode([token_id])
-        if any(ch.isdigit() for ch in text) and not NUMERIC_TOKEN.match(text):
-            ids.append(token_id)
-    return tuple(ids)
+            numeric.append((token_id, text))
+        elif any(ch.isdigit() for ch in text):
+            mixed.append(token_id)
+    return tuple(numeric), tuple(mixed)
 
 
 def make_logits_processor(tokenizer, prompt_length: int, sources: Iterable[str]):
@@ -101,8 +95,8 @@ def make_logits_processor(tokenizer, prompt_length: int, sources: Iterable[str])
     from transformers import LogitsProcessor
 
     guard = NumberGuard(source_numbers(sources))
-    numeric = numeric_tokens(tokenizer)
-    mixed = torch.tensor(mixed_tokens(tokenizer), dtype=torch.long)
+    numeric, mixed_ids = digit_tokens(tokenizer)
+    mixed = torch.tensor(mixed_ids, dtype=torch.long)
 
     class SourceNumbersOnly(LogitsProcessor):
         def __call__(self, input_ids, scores):

@@ -28,7 +28,7 @@ import yaml
 
 from generator.knowledge import Passage, split_sentences
 from generator.prompt import ASSISTANT, CUSTOMER, DONT_KNOW_ANSWER, Prompt, build_prompt
-from shop.orders import order_facts, spoken_day
+from shop.orders import describe_items, order_facts, spoken_day
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TUNING_DIR = PROJECT_ROOT / "data" / "tuning"
@@ -139,8 +139,7 @@ def order_answer(kind: str, order: SimpleNamespace) -> str:
     if order.status == "cancelled":
         return f"Order {number} was cancelled on {spoken_day(order.cancelled_at)}."
     if kind == "items":
-        items = "; ".join(f"{line.quantity} x {line.item_name}" for line in order.lines)
-        return f"Order {number} contains {items}."
+        return f"Order {number} contains {describe_items(order)}."
     if kind == "change":  # the passages say what can be changed before shipping; the order says whether it has
         return f"No, order {number} has already shipped." if shipped else f"Yes, order {number} has not shipped yet."
     if not shipped:
