@@ -25,7 +25,7 @@ from generator.config import get_config
 from generator.prompt import ASSISTANT, CUSTOMER
 from generator.service import Reply, ReplyRequest, get_service
 from shop.db import session_scope
-from shop.orders import order_facts
+from shop.orders import keyed_order_facts, order_fact_questions
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +41,9 @@ def conversation_history(tracker: Tracker, limit: int) -> List[Tuple[str, str]]:
     return messages[:last_customer][-limit:] if limit > 0 else []
 
 
-def verified_facts(tracker: Tracker) -> List[str]:
-    """What the model may say about the customer's order: only the order verified in this conversation,
-    re-checked against the database; nothing at all otherwise."""
+def verified_facts(tracker: Tracker, today: date) -> List[Tuple[str, str]]:
+    """What the model may say about the customer's order, as (kind, sentence): only the order verified in this
+    conversation, re-checked against the database; nothing at all otherwise."""
     if not is_verified(tracker):
         return []
     try:
@@ -51,7 +51,7 @@ def verified_facts(tracker: Tracker) -> List[str]:
             order = verified_order(session, tracker)
             if order is None:
                 return []
-            return order_facts(order, date.today())
+            return keyed_order_facts(order, today)
     except SQLAlchemyError:
         logger.exception("generator: could not read the verified order")
         return []
@@ -60,8 +60,12 @@ def verified_facts(tracker: Tracker) -> List[str]:
 async def knowledge_reply(tracker: Tracker, min_score: Optional[float] = None) -> Reply:
     """The service's reply to the latest message; the database is read off the event loop."""
     text = (tracker.latest_message or {}).get("text") or ""
-    facts = await asyncio.to_thread(verified_facts, tracker)
-    request = ReplyRequest(text, conversation_history(tracker, get_config().history_turns), facts, min_score)
+    facts = await asyncio.to_thread(verified_facts, tracker, date.today())
+    questions = order_fact_questions()
+    request = ReplyRequest(text, conversation_history(tracker, get_config().history_turns),
+                           [fact for kind, fact in facts if kind != "today"], min_score,
+                           standing_facts=[fact for kind, fact in facts if kind == "today"],
+                           fact_questions={fact: questions.get(kind, ()) for kind, fact in facts})
     return await get_service().reply(request)
 
 

@@ -55,6 +55,7 @@ VARIANTS = {
     "base": {"GENERATOR_ADAPTER": "none"},         # the same base model without the adapter
     "passage": {"GENERATOR_ENABLED": "0"},         # no generation: the best passage as it is
 }
+DONT_KNOW_SOURCES = ("none", "unknown")  # the assistant's "I don't know" (the action adds the offer of a person)
 YES_NO = re.compile(r"^\W*(yes|no)\b", re.I)
 
 COLD_PACKAGE = """
@@ -269,9 +270,9 @@ def quality(replies: List[Dict[str, Any]], orders: Dict[str, Dict[str, Any]]) ->
         "right_fact_share_by_kind": {kind: share(sum(r["right"] for r in answerable if r["kind"] == kind),
                                                  sum(r["kind"] == kind for r in answerable))
                                      for kind in sorted({r["kind"] for r in answerable})},
-        "dont_know_share": share(sum(r["text"] is not None and r["source"] == "none" and r["offered_person"]
-                                     for r in unanswerable), len(unanswerable)),
-        "dont_know_on_answerable": sum(r["source"] in ("none", "unknown") for r in answerable),
+        "dont_know_share": share(sum(r["text"] is not None and r["source"] in DONT_KNOW_SOURCES
+                                     and r["offered_person"] for r in unanswerable), len(unanswerable)),
+        "dont_know_on_answerable": sum(r["source"] in DONT_KNOW_SOURCES for r in answerable),
         "unsupported_in_final": len(unsupported),
         "unsupported_examples": unsupported[:5],
         "final_sources": dict(Counter(r["source"] for r in replies)),
@@ -296,7 +297,7 @@ def targets(heldout: Dict[str, Any], reply_ms: Dict[str, float]) -> Dict[str, An
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=0, help="only the first N questions (default: all)")
-    parser.add_argument("--variants", default="tuned,base,passage", help="comma-separated, of " + ",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, of " + ",".join(VARIANTS))
     parser.add_argument("--skip-cold", action="store_true", help="do not measure cold loads (saves about a minute)")
     args = parser.parse_args()
     variants = [name.strip() for name in args.variants.split(",") if name.strip()]
@@ -315,7 +316,7 @@ def main() -> None:
                    "adapter": config.adapter, "constrain_numbers": config.constrain_numbers,
                    "dtype": config.dtype, "threads": config.threads, "max_new_tokens": config.max_new_tokens,
                    "max_sentences": config.max_sentences, "timeout_s": config.timeout_s, "top_k": config.top_k,
-                   "min_score": config.min_score},
+                   "min_score": config.min_score, "order_facts": config.order_facts},
         "adapter": tuned,
         "questions": {"file": str(QUESTIONS_FILE.relative_to(PROJECT_ROOT)), "total": len(items),
                       "by_split": dict(Counter(item.get("split", "tune") for item in items)),

@@ -217,7 +217,8 @@ def generator_rows(r: Dict) -> List[str]:
     lines = [f"**Free-form answers (generator)** (`{r['command']}`, {r['machine']['cpus']} CPUs shared with other "
              f"work, load average {r['load_average_at_start'][0]:.1f} at the start, {r['measured_at']}; "
              f"{c['model_path']}, adapter `{c['adapter'] or 'none'}`, numbers constrained: {c['constrain_numbers']}, "
-             f"{model.get('dtype', c['dtype'])}, {c['threads']} thread(s), time limit {c['timeout_s']} s). "
+             f"{model.get('dtype', c['dtype'])}, {c['threads']} thread(s), time limit {c['timeout_s']} s, passages "
+             f"from a similarity of {c['min_score']}). "
              f"{qs['by_split'].get('heldout', 0)} held-out questions of {qs['total']} "
              f"(`{qs['file']}`: " + ", ".join(f"{kind} {n}" for kind, n in qs["by_kind"].items()) + "), "
              "never used for tuning the adapter or the prompt:", "",

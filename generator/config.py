@@ -38,6 +38,7 @@ class GeneratorConfig:
     top_k: int = 1
     min_score: float = 0.45
     min_score_unrecognised: float = 0.6
+    order_facts: int = 2
     history_turns: int = 4
     max_chars: int = 420
 
@@ -105,6 +106,7 @@ def load_config(path: Optional[Path] = None, environ: Optional[Dict[str, str]] =
         top_k=pick("GENERATOR_TOP_K", retrieval.get("top_k", 1), int),
         min_score=pick("GENERATOR_MIN_SCORE", retrieval.get("min_score", 0.45), float),
         min_score_unrecognised=float(retrieval.get("min_score_unrecognised", 0.6)),
+        order_facts=int(retrieval.get("order_facts", 2)),
         history_turns=int(retrieval.get("history_turns", 4)),
         max_chars=int(checks.get("max_chars", 420)),
     )

@@ -57,6 +57,7 @@ class Hit:
     passage: Passage
     score: float
     focus: str = ""  # the passage's sentence closest to the query: what a reply to it must say
+    focus_score: float = 0.0  # the focus sentence's cosine similarity to the query
 
 
 class KnowledgeIndex:
@@ -89,12 +90,22 @@ class KnowledgeIndex:
         scores = self._vectors @ self.encoder.encode([query])[0]
         best = torch.full((len(self.passages),), -1.0).scatter_reduce(0, self._owners, scores, reduce="amax")
         values, indices = best.topk(min(k, len(self.passages)))
-        return [Hit(self.passages[int(i)], round(float(v), 4), self._focus(int(i), scores))
+        return [Hit(self.passages[int(i)], round(float(v), 4), *self._focus(int(i), scores))
                 for v, i in zip(values, indices, strict=False)]
 
-    def _focus(self, number: int, scores) -> str:
+    def similarities(self, query: str, texts: Sequence[str]) -> List[float]:
+        """Cosine similarity of `query` to each of `texts` (an order's facts, say), in their order."""
+        if not texts:
+            return []
+        vectors = self.encoder.encode([query, *texts])
+        return [round(float(value), 4) for value in vectors[1:] @ vectors[0]]
+
+    def _focus(self, number: int, scores) -> tuple[str, float]:
         rows = self._sentences[number]
-        return self._texts[max(rows, key=lambda row: float(scores[row]))] if rows else ""
+        if not rows:
+            return "", 0.0
+        row = max(rows, key=lambda row: float(scores[row]))
+        return self._texts[row], round(float(scores[row]), 4)
 
 
 @lru_cache(maxsize=1)

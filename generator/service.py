@@ -13,11 +13,11 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from typing import Callable, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field, replace
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 from generator.backends import Backend, Generation, make_backend
-from generator.checks import CheckContext, failed_checks, sentences
+from generator.checks import CheckContext, failed_checks, sentences, settle_answer_word
 from generator.config import GeneratorConfig, get_config
 from generator.prompt import CUSTOMER, DONT_KNOW, build_prompt
 from generator.retrieval import Hit, KnowledgeIndex, get_index
@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 CHECK_RESERVE_S = 0.1  # of the time limit, kept for the checks after decoding stops
 GRACE_S = 1.0          # how long past the time limit a backend may take before it is abandoned
+FACTS_MARGIN = 0.1     # a fact or passage this close to the order's closest fact's similarity is part of the answer
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ class Reply:
     """What to tell the customer, and how it came about (for logs, metadata and the benchmark)."""
 
     text: Optional[str]            # None: the knowledge base has nothing on this; the caller says its safe template
-    source: str                    # generated | passage | none | unknown (the model said the facts do not answer)
+    source: str                    # generated | passage | facts (the order's facts, and a passage) | none |
+    #                                unknown (the model said the facts do not answer)
     score: float = 0.0             # retrieval score of the best passage
     passage_id: Optional[str] = None
     rejected: Tuple[str, ...] = ()  # why a generation was not used (failed checks, timeout, error)
@@ -53,6 +55,8 @@ class ReplyRequest:
     history: Sequence[Tuple[str, str]] = ()        # (customer | assistant, text), oldest first, without `message`
     verified_facts: Sequence[str] = ()             # facts of this customer's verified order, [] when not verified
     min_score: Optional[float] = None              # overrides the configured retrieval threshold
+    standing_facts: Sequence[str] = ()             # given with any order facts whatever the question (today's date)
+    fact_questions: Mapping[str, Sequence[str]] = field(default_factory=dict)  # a fact -> questions it answers
 
 
 def tidy(generation: Generation, max_sentences: int) -> str:
@@ -112,23 +116,40 @@ class ReplyService:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._retrieval_pool, lambda: self.index().search(message, self.config.top_k))
 
+    async def closest_facts(self, request: ReplyRequest) -> List[Tuple[str, float]]:
+        """The order's facts closest to the question, best first, at most `order_facts` of them. A fact is as close
+        as its own sentence or the closest of the questions it answers, whichever is closer (a customer's
+        question resembles another question more than it resembles a statement)."""
+        if not request.verified_facts:
+            return []
+        keys = [(fact, text) for fact in request.verified_facts
+                for text in (fact, *request.fact_questions.get(fact, ()))]
+        loop = asyncio.get_running_loop()
+        scores = await loop.run_in_executor(self._retrieval_pool, self.index().similarities, request.message,
+                                            [text for _, text in keys])
+        best: dict = {}
+        for (fact, _), score in zip(keys, scores, strict=True):
+            best[fact] = max(score, best.get(fact, -1.0))
+        return sorted(best.items(), key=lambda pair: -pair[1])[: self.config.order_facts]
+
     async def reply(self, request: ReplyRequest) -> Reply:
         started = time.monotonic()
         hits = await self.search(request.message)
         threshold = self.config.min_score if request.min_score is None else request.min_score
-        best = hits[0] if hits else None
-        answerable = best is not None and best.score >= threshold
-        if not answerable and not request.verified_facts:
-            return Reply(None, "none", best.score if best else 0.0, best.passage.id if best else None,
-                         seconds=time.monotonic() - started)
-        passages = [hit.passage.text for hit in hits if hit.score >= threshold]
-        # A question about the customer's own verified order may be answered from the order's facts alone; with no
-        # passage to fall back on, a rejected generation then means "I don't know" (the safe template).
-        fallback = Reply(best.passage.text, "passage", best.score, best.passage.id) if answerable else \
-            Reply(None, "none", best.score if best else 0.0, None)
+        relevant = [hit for hit in hits if hit.score >= threshold]
+        facts = await self.closest_facts(request)
+        if facts:  # a passage much further from the question than the order's closest fact is beside the point
+            relevant = [hit for hit in relevant if hit.score >= facts[0][1] - FACTS_MARGIN]
+        best = relevant[0] if relevant else (hits[0] if hits else None)
+        score, passage_id = (best.score if best else 0.0), (relevant[0].passage.id if relevant else None)
+        if not relevant and not facts:
+            return Reply(None, "none", score, best.passage.id if best else None, seconds=time.monotonic() - started)
+        passages = [hit.passage.text for hit in relevant]
+        fallback, focus = self._fallback(relevant, facts, score)
         if not self.config.enabled:
             return replace(fallback, rejected=("generation switched off",), seconds=time.monotonic() - started)
-        prompt = build_prompt(self.shop_name, request.message, passages, request.history, request.verified_facts,
+        given_facts = [*request.standing_facts, *(fact for fact, _ in facts)]
+        prompt = build_prompt(self.shop_name, request.message, passages, request.history, given_facts,
                               self.config.history_turns)
         deadline = started + self.config.timeout_s - CHECK_RESERVE_S
         cancel = threading.Event()
@@ -142,19 +163,36 @@ class ReplyService:
         except Exception as exc:  # noqa: BLE001 - any backend failure means: answer with the passage
             logger.warning("generator: %s failed: %s: %s", self.config.backend, exc.__class__.__name__, exc)
             return self._done(fallback, started, (f"error: {exc.__class__.__name__}",))
-        text = tidy(generation, self.config.max_sentences)
+        text = settle_answer_word(tidy(generation, self.config.max_sentences), request.message)
         if DONT_KNOW.match(text or generation.text):
             # The passage was close enough to be retrieved but does not answer: no passage pasted in its place.
-            return self._done(Reply(None, "unknown", fallback.score, fallback.passage_id), started, (), generation)
+            return self._done(Reply(None, "unknown", score, passage_id), started, (), generation)
         said = [turn for role, turn in request.history if role == CUSTOMER] + [request.message]
-        context = CheckContext(passages=passages, verified_facts=tuple(request.verified_facts),
+        context = CheckContext(passages=passages, verified_facts=tuple(given_facts),
                                customer_text=" ".join(said), question=request.message, instructions=prompt.system,
-                               shop_name=self.shop_name, max_chars=self.config.max_chars,
-                               focus=best.focus if answerable and not request.verified_facts else "")
+                               shop_name=self.shop_name, max_chars=self.config.max_chars, focus=focus)
         reasons = failed_checks(text, context) if text else [f"nothing usable (stopped by {generation.stopped_by})"]
         if reasons:
             return self._done(fallback, started, tuple(reasons), generation)
-        return self._done(Reply(text, "generated", fallback.score, fallback.passage_id), started, (), generation)
+        return self._done(Reply(text, "generated", score, passage_id), started, (), generation)
+
+    @staticmethod
+    def _fallback(relevant: Sequence[Hit], facts: Sequence[Tuple[str, float]], score: float) -> Tuple[Reply, str]:
+        """What the customer gets when no generation passes, and the sentence a generated reply must answer.
+
+        A question closer to a passage sentence than to any fact of the customer's order (a policy question asked
+        by a verified customer too): the passage as written, and that sentence. A question about the order: the
+        order's closest fact (with the next one when nearly as close: "which courier, and on what day?"), then
+        the passage when one is close enough too; the reply must answer that fact.
+        """
+        passage = relevant[0] if relevant else None
+        if passage is not None and (not facts or passage.focus_score >= facts[0][1]):
+            return Reply(passage.passage.text, "passage", score, passage.passage.id), passage.focus
+        top_score = facts[0][1]
+        said = [fact for fact, fact_score in facts if fact_score >= top_score - FACTS_MARGIN]
+        if passage is not None:
+            said.append(passage.passage.text)
+        return Reply(" ".join(said), "facts", score, passage.passage.id if passage else None), facts[0][0]
 
     def _generate(self, prompt, deadline: float, cancel: threading.Event) -> Generation:
         return self.backend().generate(prompt, self.config.max_new_tokens, deadline, cancel)

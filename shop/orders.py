@@ -5,20 +5,23 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import List, Optional
+from functools import lru_cache
+from typing import Dict, List, Optional, Tuple
 
+import yaml
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shop.models import Order, Return
 from shop.order_numbers import OrderNumberFormat, compact
-from shop.settings import get_settings
+from shop.settings import PROJECT_ROOT, get_settings
 
 # An order number: one token of letters, digits and dashes with at least one digit (not a word).
 ORDER_ID_PATTERN = re.compile(r"^(?=[A-Z-]*\d)[A-Z0-9][A-Z0-9-]{2,39}$")
 RETURN_ID_PATTERN = re.compile(r"^R-?(\d{1,9})$")
 RETURN_ID_IN_TEXT = re.compile(r"(?<![A-Za-z0-9-])R-?(\d{1,9})(?![A-Za-z0-9-])", re.IGNORECASE)
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+ORDER_FACT_QUESTIONS = PROJECT_ROOT / "data" / "knowledge" / "order_facts.yml"
 
 
 def normalise_reference(text: Optional[str], numbers: Optional[OrderNumberFormat] = None) -> Optional[str]:
@@ -121,30 +124,51 @@ def spoken_day(value: Optional[datetime | date]) -> str:
     return f"{value:%A} {value.day} {value:%B %Y}" if value else "-"
 
 
-def order_facts(order: Order, today: date) -> List[str]:
-    """What the generator may say about a verified order, one short sentence per fact, each copyable into a reply.
+def today_fact(today: date) -> str:
+    """The first of an order's facts, and the one given with every question about it ("will it come before the
+    weekend?" needs today's date as much as the delivery date)."""
+    return f"Today is {spoken_day(today)}."
+
+
+def keyed_order_facts(order: Order, today: date) -> List[Tuple[str, str]]:
+    """What the generator may say about a verified order, as (kind, sentence): one short sentence per fact, each
+    copyable into a reply. The kinds name the questions each fact answers (data/knowledge/order_facts.yml).
     Derived facts (whether it has shipped, so whether it can still be changed) are stated outright: a small model
     copies a fact far more reliably than it reasons from a status and a rule."""
     number = order.id
-    facts = [f"Today is {spoken_day(today)}.",
-             f"Order {number} contains {describe_items(order)}.",
-             f"Order {number} was placed on {spoken_day(order.ordered_at)}."]
+    facts = [("today", today_fact(today)),
+             ("items", f"Order {number} contains {describe_items(order)}."),
+             ("placed", f"Order {number} was placed on {spoken_day(order.ordered_at)}.")]
     if order.status == "cancelled":
         when = f" on {spoken_day(order.cancelled_at)}" if order.cancelled_at else ""
-        facts.append(f"Order {number} was cancelled{when}.")
+        facts.append(("cancelled", f"Order {number} was cancelled{when}."))
     elif order.shipped_at is None and order.status not in ("shipped", "delivered"):
-        facts.append(f"Order {number} has not shipped yet, so it has no tracking number yet.")
+        facts.append(("not_shipped", f"Order {number} has not shipped yet, so it has no tracking number yet."))
     else:
         carrier = f" with {order.carrier}" if order.carrier else ""
-        facts.append(f"Order {number} has already shipped: it left our warehouse on {spoken_day(order.shipped_at)}"
-                     f"{carrier}.")
+        facts.append(("shipped", f"Order {number} has already shipped: it left our warehouse on "
+                                 f"{spoken_day(order.shipped_at)}{carrier}."))
         if order.tracking_number:
-            facts.append(f"The tracking number of order {number} is {order.tracking_number}.")
+            facts.append(("tracking", f"The tracking number of order {number} is {order.tracking_number}."))
         if order.status == "delivered" and order.delivered_at:
-            facts.append(f"Order {number} was delivered on {spoken_day(order.delivered_at)}.")
+            facts.append(("delivered", f"Order {number} was delivered on {spoken_day(order.delivered_at)}."))
         elif order.estimated_delivery:
-            facts.append(f"Order {number} is expected to arrive on {spoken_day(order.estimated_delivery)}.")
+            facts.append(("expected", f"Order {number} is expected to arrive on "
+                                      f"{spoken_day(order.estimated_delivery)}."))
     return facts
+
+
+def order_facts(order: Order, today: date) -> List[str]:
+    """The sentences of keyed_order_facts, today's date first."""
+    return [text for _, text in keyed_order_facts(order, today)]
+
+
+@lru_cache(maxsize=1)
+def order_fact_questions() -> Dict[str, Tuple[str, ...]]:
+    """Per kind of order fact, the questions it answers (data/knowledge/order_facts.yml)."""
+    raw = yaml.safe_load(ORDER_FACT_QUESTIONS.read_text(encoding="utf-8")) or {}
+    return {str(kind): tuple(str(question) for question in questions or ())
+            for kind, questions in (raw.get("kinds") or {}).items()}
 
 
 def returns_of(order: Order) -> List[Return]:

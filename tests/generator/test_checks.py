@@ -270,3 +270,19 @@ def test_a_reply_must_answer_the_sentence_closest_to_the_question(reply, wrong):
 def test_every_check_is_run():
     assert len(checks.CHECKS) == 15 and all(callable(check) for check in checks.CHECKS)
     assert failed_checks("No, you cannot. " * 3, context(question="can I return it?"))
+
+
+@pytest.mark.parametrize("question, reply, settled", [
+    ("does paypal work on your site", "No, we accept Visa, Mastercard, PayPal and Apple Pay.",
+     "We accept Visa, Mastercard, PayPal and Apple Pay."),
+    ("can I add another item to an order I already placed", "Yes, an order cannot be changed once it is placed.",
+     "An order cannot be changed once it is placed."),
+    # the answer word agrees with its clause, or the clause does not name what was asked: kept
+    ("do you ship to canada?", "No, we ship within the EU, the UK, Norway and Switzerland.", None),
+    ("do you ship to Norway?", "Yes, we ship within the EU, the UK, Norway and Switzerland.", None),
+    ("can I return used items?", "No, you cannot return used items.", None),
+    ("do I have to pay for the return?", "No, returns are free: we email you a prepaid label.", None),
+    ("how long does it take?", "It takes 3-5 business days.", None),
+])
+def test_an_answer_word_its_own_clause_contradicts_is_dropped(question, reply, settled):
+    assert checks.settle_answer_word(reply, question) == (settled or reply)

@@ -4,13 +4,18 @@ tracker gives the generator (recent turns; order facts only once verified)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import date
 
 import pytest
 from rasa_sdk.executor import CollectingDispatcher
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from actions.generate import ActionGenerateReply, conversation_history, verified_facts
 from actions.handoff import ActionFallback, consecutive_not_understood
 from generator.service import Reply
+from shop.models import Order
+from shop.orders import keyed_order_facts, order_fact_questions
 from tests.support import bot_event, make_tracker, slot_events, user_event
 
 
@@ -128,8 +133,19 @@ def test_history_is_the_turns_before_the_latest_message():
 def test_order_facts_come_only_from_a_verified_order(db):
     verified = {"order_id": "10002", "order_email": "alice@example.com", "verified_order_id": "10002",
                 "verified_email": "alice@example.com"}
-    facts = verified_facts(make_tracker(slots=verified, intent="ask_question", text="is it late?"))
-    assert "Order 10002 contains 1 x Desk lamp." in facts
+    keyed = verified_facts(make_tracker(slots=verified, intent="ask_question", text="is it late?"), date.today())
+    facts = [fact for _, fact in keyed]
+    assert ("items", "Order 10002 contains 1 x Desk lamp.") in keyed
     assert any("Order 10002 has already shipped" in fact and "DHL" in fact for fact in facts)
     assert any(fact.startswith("The tracking number of order 10002 is ") for fact in facts)
-    assert verified_facts(make_tracker(slots={"order_id": "10002", "order_email": "alice@example.com"})) == []
+    unverified = make_tracker(slots={"order_id": "10002", "order_email": "alice@example.com"})
+    assert verified_facts(unverified, date.today()) == []
+
+
+def test_every_kind_of_order_fact_has_questions_to_be_found_by(db):
+    """A fact without questions is only found by its own wording, which customers rarely use ("tracking no.?")."""
+    with Session(db, future=True) as session:
+        kinds = {kind for order in session.scalars(select(Order)) for kind, _ in keyed_order_facts(order, date.today())}
+    assert {"items", "placed", "cancelled", "not_shipped", "shipped", "tracking", "delivered", "expected"} <= kinds
+    questions = order_fact_questions()
+    assert all(questions.get(kind) for kind in kinds - {"today"}), questions

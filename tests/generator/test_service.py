@@ -10,6 +10,7 @@ import pytest
 
 from generator.backends import Generation, GenerationError
 from generator.service import CHECK_RESERVE_S, GRACE_S, ReplyRequest, tidy
+from shop.orders import order_fact_questions
 from tests.generator.conftest import ScriptedBackend
 
 OPENED_BOX = "can I send it back if I opened the box?"
@@ -82,9 +83,10 @@ async def test_switched_off_generation_answers_with_the_passage(make_service):
 
 async def test_history_and_verified_facts_reach_the_prompt(make_service):
     backend = ScriptedBackend("Order 10002 is shipped with DHL.")
-    request = ReplyRequest("my parcel says delivered but it isn't here",
+    request = ReplyRequest("which courier is delivering my order?",
                            history=[("customer", "hi"), ("assistant", "Hello!")],
-                           verified_facts=["order 10002 is shipped; items: 1 x Desk lamp", "carrier DHL"])
+                           verified_facts=["order 10002 is shipped; items: 1 x Desk lamp", "carrier DHL"],
+                           fact_questions={"carrier DHL": ("which courier is delivering it",)})
     reply = await make_service(backend).reply(request)
     prompt = backend.prompts[0]
     assert prompt.history == (("customer", "hi"), ("assistant", "Hello!"))
@@ -100,14 +102,17 @@ async def test_the_models_i_dont_know_is_not_replaced_by_a_passage(make_service)
 
 
 async def test_a_question_about_the_verified_order_is_answered_from_its_facts_alone(make_service):
-    facts = ["Today is Monday 30 November 2026.", "Order 10002 is expected to arrive on Wednesday 2 December 2026."]
+    facts = ["Order 10002 is expected to arrive on Wednesday 2 December 2026."]
     backend = ScriptedBackend("Order 10002 is expected to arrive on Wednesday 2 December 2026.")
     service = make_service(backend, min_score=0.99)  # no passage is close enough
-    reply = await service.reply(ReplyRequest("will it come before the weekend?", verified_facts=facts))
+    today = ["Today is Monday 30 November 2026."]
+    reply = await service.reply(ReplyRequest("will it come before the weekend?", verified_facts=facts,
+                                             standing_facts=today))
     assert reply.source == "generated" and "Wednesday 2 December" in reply.text
     backend.script = "Order 10002 is expected to arrive on Friday 4 December 2026."  # not in its facts
-    reply = await service.reply(ReplyRequest("will it come before the weekend?", verified_facts=facts))
-    assert reply.source == "none" and reply.text is None and reply.rejected
+    reply = await service.reply(ReplyRequest("will it come before the weekend?", verified_facts=facts,
+                                             standing_facts=today))
+    assert reply.source == "facts" and reply.rejected and "Wednesday 2 December" in reply.text  # the true fact
     unverified = await service.reply(ReplyRequest("will it come before the weekend?"))
     assert unverified.source == "none" and len(backend.prompts) == 2  # no facts, no passage: no generation
 
@@ -147,3 +152,55 @@ def test_the_knowledge_base_and_the_model_never_load_at_the_same_time(index):
     service.preload()
     service.index(), service.backend()
     assert overlaps == [False, False]
+
+
+KEYED_FACTS = (("items", "Order 10002 contains 1 x Desk lamp."),
+               ("placed", "Order 10002 was placed on Thursday 26 November 2026."),
+               ("shipped", "Order 10002 has already shipped: it left our warehouse on Friday 27 November 2026 "
+                           "with DHL."),
+               ("tracking", "The tracking number of order 10002 is JD014600003."),
+               ("expected", "Order 10002 is expected to arrive on Monday 30 November 2026."))
+ORDER_FACTS = tuple(fact for _, fact in KEYED_FACTS)
+TODAY = ("Today is Saturday 28 November 2026.",)
+
+
+def order_question(message: str) -> ReplyRequest:
+    """`message` from a customer whose order 10002 is verified, as actions/generate.py asks it."""
+    questions = order_fact_questions()
+    return ReplyRequest(message, verified_facts=ORDER_FACTS, standing_facts=TODAY,
+                        fact_questions={fact: questions[kind] for kind, fact in KEYED_FACTS})
+
+
+async def test_an_order_question_gets_the_facts_closest_to_it_and_today(make_service):
+    backend = ScriptedBackend("Your parcel is with DHL.")
+    reply = await make_service(backend).reply(order_question("which courier has got my parcel"))
+    given = backend.prompts[0].facts
+    assert reply.source == "generated" and reply.text == "Your parcel is with DHL."
+    assert TODAY[0] in given and ORDER_FACTS[2] in given  # the carrier's fact, and today's date
+    assert ORDER_FACTS[0] not in given and len([fact for fact in given if fact in ORDER_FACTS]) <= 2
+
+
+async def test_a_true_order_fact_that_does_not_answer_is_replaced_by_the_one_that_does(make_service):
+    backend = ScriptedBackend("Order 10002 was placed on Thursday 26 November 2026.")
+    reply = await make_service(backend).reply(order_question("tracking number pls"))
+    assert reply.source == "facts" and "JD014600003" in reply.text and "placed on" not in reply.text
+    assert reply.rejected  # the generation was refused, with its reason
+
+
+async def test_an_order_question_with_a_policy_gets_the_fact_and_the_policy_when_generation_fails(make_service):
+    backend = ScriptedBackend(error=GenerationError("server answered 500"))
+    reply = await make_service(backend).reply(order_question("has it shipped yet? if not I want to cancel it"))
+    assert reply.source == "facts" and reply.text.startswith(ORDER_FACTS[2])
+    assert reply.passage_id == "faq.cancel_after_shipping" and "can only be cancelled before it ships" in reply.text
+
+
+async def test_a_passage_far_from_an_order_question_is_left_out(make_service):
+    backend = ScriptedBackend(error=GenerationError("server answered 500"))
+    reply = await make_service(backend).reply(order_question("when is it arriving? exact date please"))
+    assert reply.source == "facts" and reply.text == ORDER_FACTS[4] and reply.passage_id is None
+
+
+async def test_a_no_that_contradicts_its_own_sentence_is_not_sent(make_service):
+    backend = ScriptedBackend("No, we accept Visa, Mastercard, American Express, PayPal, Apple Pay and Google Pay.")
+    reply = await make_service(backend).reply(ReplyRequest("does paypal work on your site"))
+    assert reply.source == "generated" and reply.text.startswith("We accept Visa") and "PayPal" in reply.text

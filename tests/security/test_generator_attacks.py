@@ -10,7 +10,8 @@ import json
 import threading
 from collections import defaultdict
 from dataclasses import replace
-from typing import Any, Dict, Iterator, List, Optional
+from datetime import date
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import pytest
 from rasa_sdk.executor import CollectingDispatcher
@@ -81,6 +82,12 @@ class CachedIndex:
             self._hits[(query, k)] = self.index.search(query, k)
         return self._hits[(query, k)]
 
+    def similarities(self, query: str, texts: Sequence[str]) -> List[float]:
+        key = (query, tuple(texts))
+        if key not in self._hits:
+            self._hits[key] = self.index.similarities(query, texts)
+        return self._hits[key]
+
 
 @pytest.fixture(scope="module")
 def index() -> CachedIndex:
@@ -109,7 +116,7 @@ def alice_facts(tmp_path_factory) -> List[str]:
              "verified_email": VERIFIED_EMAIL}
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("shop.db.get_engine", lambda: engine)
-        facts = verified_facts(make_tracker(slots=slots))
+        facts = [fact for _, fact in verified_facts(make_tracker(slots=slots), date.today())]
     engine.dispose()
     assert any(VERIFIED_ORDER in fact for fact in facts)
     return facts
