@@ -14,7 +14,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import requests
 
@@ -92,6 +92,7 @@ class LocalCausalLM(Backend):
         eos = self.tokenizer.eos_token_id
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
         self._lock = threading.Lock()  # one generation at a time per model
+        self._prefix: Optional[Tuple[Any, Any, str]] = None  # token ids, key/value cache and text of the instructions
         logger.info("generator: loaded %s (%s, %s prompt) in %.1f s", self.path, self.model.dtype,
                     "chat" if self.chat else "plain", self.load_seconds)
 
@@ -121,6 +122,25 @@ class LocalCausalLM(Backend):
         else:
             ids = self.tokenizer(prompt.plain(), return_tensors="pt").input_ids
         return ids
+
+    def _cached_prefix(self, prompt: Prompt, ids):
+        """A copy of the model's keys and values for the instructions' turn, when `ids` starts with it: every
+        prompt does, so it is computed once instead of on every reply (a third of a typical prompt's reading time
+        on a CPU). None for plain prompts or when the tokens differ (then the whole prompt is read)."""
+        import copy
+
+        if not self.chat:
+            return None
+        if self._prefix is None or self._prefix[2] != prompt.system:
+            prefix_ids = self.tokenizer.apply_chat_template([{"role": "system", "content": prompt.system}],
+                                                            return_tensors="pt")
+            cache = self.model(prefix_ids, use_cache=True).past_key_values
+            self._prefix = (prefix_ids, cache, prompt.system)
+        prefix_ids, cache, _ = self._prefix
+        length = prefix_ids.shape[1]
+        if ids.shape[1] <= length or not self._torch.equal(ids[0, :length], prefix_ids[0]):
+            return None
+        return copy.deepcopy(cache)
 
     def generate(self, prompt: Prompt, max_new_tokens: int, deadline: float,
                  cancel: Optional[threading.Event] = None) -> Generation:
@@ -160,7 +180,8 @@ class LocalCausalLM(Backend):
             if cancel.is_set() or time.monotonic() >= deadline:
                 return Generation("", 0, time.monotonic() - started, "cancelled" if cancel.is_set() else "deadline")
             output = self.model.generate(
-                ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,
+                ids, attention_mask=torch.ones_like(ids), past_key_values=self._cached_prefix(prompt, ids),
+                max_new_tokens=max_new_tokens, do_sample=False,
                 repetition_penalty=self.repetition_penalty, pad_token_id=self.pad_id,
                 stopping_criteria=StoppingCriteriaList([Stop()]), logits_processor=processors,
             )

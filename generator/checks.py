@@ -443,8 +443,8 @@ def _answers_the_order_fact(reply: str, ctx: CheckContext) -> Optional[str]:
     """About a verified order, the answer is the fact closest to the question: the reply must say something only
     that fact says (its carrier, its date, its tracking number, "shipped"), since every fact shares the order
     number and many share a month ("placed on 26 November" answers "when did it ship?" wrongly)."""
-    def said(text: str) -> Set[str]:
-        return set(content_words(text)) | numbers_in(text)
+    def said(text: str) -> Set[str]:  # words, figures, and ids with digits in them (tracking numbers)
+        return set(content_words(text)) | numbers_in(text) | {token.lower() for token in ID_TOKEN.findall(text)}
 
     others = set().union(*(said(fact) for fact in ctx.verified_facts if fact != ctx.focus))
     own = said(ctx.focus) - others - said(ctx.question)

@@ -33,6 +33,7 @@ class GeneratorConfig:
     api_key: str = ""
     max_new_tokens: int = 60
     max_sentences: int = 2
+    trust_dont_know: bool = False
     timeout_s: float = 2.5
     preload: bool = True
     top_k: int = 1
@@ -101,6 +102,7 @@ def load_config(path: Optional[Path] = None, environ: Optional[Dict[str, str]] =
         api_key=env.get("GENERATOR_API_KEY", ""),
         max_new_tokens=pick("GENERATOR_MAX_NEW_TOKENS", raw.get("max_new_tokens", 60), int),
         max_sentences=int(raw.get("max_sentences", 2)),
+        trust_dont_know=pick("GENERATOR_TRUST_DONT_KNOW", str(raw.get("trust_dont_know", False)), _flag),
         timeout_s=pick("GENERATOR_TIMEOUT_S", raw.get("timeout_s", 2.5), float),
         preload=pick("GENERATOR_PRELOAD", str(raw.get("preload", True)), _flag),
         top_k=pick("GENERATOR_TOP_K", retrieval.get("top_k", 1), int),

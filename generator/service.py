@@ -165,8 +165,10 @@ class ReplyService:
             return self._done(fallback, started, (f"error: {exc.__class__.__name__}",))
         text = settle_answer_word(tidy(generation, self.config.max_sentences), request.message)
         if DONT_KNOW.match(text or generation.text):
-            # The passage was close enough to be retrieved but does not answer: no passage pasted in its place.
-            return self._done(Reply(None, "unknown", score, passage_id), started, (), generation)
+            if self.config.trust_dont_know:
+                # The passage was close enough to be retrieved but does not answer: no passage pasted in its place.
+                return self._done(Reply(None, "unknown", score, passage_id), started, (), generation)
+            return self._done(fallback, started, ("the model said it does not know",), generation)
         said = [turn for role, turn in request.history if role == CUSTOMER] + [request.message]
         context = CheckContext(passages=passages, verified_facts=tuple(given_facts),
                                customer_text=" ".join(said), question=request.message, instructions=prompt.system,

@@ -32,6 +32,15 @@ def test_smollm2_writes_a_short_reply(smollm2):
     assert generation.stopped_by in ("eos", "length", "stop")
 
 
+def test_the_cached_instructions_change_nothing_in_what_smollm2_writes(smollm2, monkeypatch):
+    other = build_prompt("Northwind Goods", "how much is express shipping?",
+                         ["Express shipping takes 1-2 business days and costs 12.95."])
+    cached = [smollm2.generate(prompt, 12, far()).text for prompt in (PROMPT, other, PROMPT)]
+    assert smollm2._prefix is not None  # the instructions' keys and values were kept
+    monkeypatch.setattr(smollm2, "_cached_prefix", lambda prompt, ids: None)
+    assert cached == [smollm2.generate(prompt, 12, far()).text for prompt in (PROMPT, other, PROMPT)]
+
+
 def test_smollm2_stops_at_the_deadline_and_when_cancelled(smollm2):
     assert smollm2.generate(PROMPT, 8, deadline=time.monotonic() - 1).stopped_by == "deadline"
     cancel = threading.Event()

@@ -94,11 +94,15 @@ async def test_history_and_verified_facts_reach_the_prompt(make_service):
     assert reply.source == "generated"  # its number and name come from the verified facts
 
 
-async def test_the_models_i_dont_know_is_not_replaced_by_a_passage(make_service):
-    """A retrieved passage that does not answer: the model says so, and the customer gets the shop's own "I don't
-    know" (with the offer of a person), not an unrelated paragraph."""
-    reply = await make_service(ScriptedBackend("I'm sorry, I don't know that.")).reply(ReplyRequest(OPENED_BOX))
+async def test_the_models_i_dont_know_is_trusted_only_when_configured(make_service):
+    """Trusted (a capable model): the customer gets the shop's own "I don't know" (with the offer of a person), not
+    an unrelated paragraph. Not trusted (the default small model, which says it about answerable questions): the
+    passage, as for a reply that fails a check."""
+    backend = ScriptedBackend("I'm sorry, I don't know that.")
+    reply = await make_service(backend, trust_dont_know=True).reply(ReplyRequest(OPENED_BOX))
     assert reply.source == "unknown" and reply.text is None and not reply.grounded
+    reply = await make_service(backend, trust_dont_know=False).reply(ReplyRequest(OPENED_BOX))
+    assert reply.source == "passage" and reply.rejected == ("the model said it does not know",)
 
 
 async def test_a_question_about_the_verified_order_is_answered_from_its_facts_alone(make_service):
@@ -180,11 +184,11 @@ async def test_an_order_question_gets_the_facts_closest_to_it_and_today(make_ser
     assert ORDER_FACTS[0] not in given and len([fact for fact in given if fact in ORDER_FACTS]) <= 2
 
 
-async def test_a_true_order_fact_that_does_not_answer_is_replaced_by_the_one_that_does(make_service):
-    backend = ScriptedBackend("Order 10002 was placed on Thursday 26 November 2026.")
-    reply = await make_service(backend).reply(order_question("tracking number pls"))
-    assert reply.source == "facts" and "JD014600003" in reply.text and "placed on" not in reply.text
-    assert reply.rejected  # the generation was refused, with its reason
+@pytest.mark.parametrize("wrong", ["Order 10002 was placed on Thursday 26 November 2026.", TODAY[0]])
+async def test_a_true_order_fact_that_does_not_answer_is_replaced_by_the_one_that_does(make_service, wrong):
+    reply = await make_service(ScriptedBackend(wrong)).reply(order_question("tracking number pls"))
+    assert reply.source == "facts" and "JD014600003" in reply.text and wrong not in reply.text
+    assert any("answers something else" in reason for reason in reply.rejected)
 
 
 async def test_an_order_question_with_a_policy_gets_the_fact_and_the_policy_when_generation_fails(make_service):
