@@ -25,7 +25,7 @@ from generator.config import get_config
 from generator.prompt import ASSISTANT, CUSTOMER
 from generator.service import Reply, ReplyRequest, get_service
 from shop.db import session_scope
-from shop.orders import keyed_order_facts, order_fact_questions
+from shop.orders import TODAY, keyed_order_facts, order_fact_questions
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +63,8 @@ async def knowledge_reply(tracker: Tracker, min_score: Optional[float] = None) -
     facts = await asyncio.to_thread(verified_facts, tracker, date.today())
     questions = order_fact_questions()
     request = ReplyRequest(text, conversation_history(tracker, get_config().history_turns),
-                           [fact for kind, fact in facts if kind != "today"], min_score,
-                           standing_facts=[fact for kind, fact in facts if kind == "today"],
+                           [fact for kind, fact in facts if kind != TODAY], min_score,
+                           standing_facts=[fact for kind, fact in facts if kind == TODAY],
                            fact_questions={fact: questions.get(kind, ()) for kind, fact in facts})
     return await get_service().reply(request)
 

@@ -7,6 +7,7 @@ both after every token, so a reply that runs out of time stops using the CPU at 
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import threading
@@ -127,8 +128,6 @@ class LocalCausalLM(Backend):
         """A copy of the model's keys and values for the instructions' turn, when `ids` starts with it: every
         prompt does, so it is computed once instead of on every reply (a third of a typical prompt's reading time
         on a CPU). None for plain prompts or when the tokens differ (then the whole prompt is read)."""
-        import copy
-
         if not self.chat:
             return None
         if self._prefix is None or self._prefix[2] != prompt.system:

@@ -14,7 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Callable, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from generator.backends import Backend, Generation, make_backend
 from generator.checks import CheckContext, failed_checks, sentences, settle_answer_word
@@ -127,7 +127,7 @@ class ReplyService:
         loop = asyncio.get_running_loop()
         scores = await loop.run_in_executor(self._retrieval_pool, self.index().similarities, request.message,
                                             [text for _, text in keys])
-        best: dict = {}
+        best: Dict[str, float] = {}
         for (fact, _), score in zip(keys, scores, strict=True):
             best[fact] = max(score, best.get(fact, -1.0))
         return sorted(best.items(), key=lambda pair: -pair[1])[: self.config.order_facts]

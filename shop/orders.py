@@ -22,6 +22,7 @@ RETURN_ID_PATTERN = re.compile(r"^R-?(\d{1,9})$")
 RETURN_ID_IN_TEXT = re.compile(r"(?<![A-Za-z0-9-])R-?(\d{1,9})(?![A-Za-z0-9-])", re.IGNORECASE)
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 ORDER_FACT_QUESTIONS = PROJECT_ROOT / "data" / "knowledge" / "order_facts.yml"
+TODAY = "today"  # the kind of the fact given with every question about an order, whatever it asks
 
 
 def normalise_reference(text: Optional[str], numbers: Optional[OrderNumberFormat] = None) -> Optional[str]:
@@ -136,7 +137,7 @@ def keyed_order_facts(order: Order, today: date) -> List[Tuple[str, str]]:
     Derived facts (whether it has shipped, so whether it can still be changed) are stated outright: a small model
     copies a fact far more reliably than it reasons from a status and a rule."""
     number = order.id
-    facts = [("today", today_fact(today)),
+    facts = [(TODAY, today_fact(today)),
              ("items", f"Order {number} contains {describe_items(order)}."),
              ("placed", f"Order {number} was placed on {spoken_day(order.ordered_at)}.")]
     if order.status == "cancelled":

@@ -15,7 +15,7 @@ from actions.generate import ActionGenerateReply, conversation_history, verified
 from actions.handoff import ActionFallback, consecutive_not_understood
 from generator.service import Reply
 from shop.models import Order
-from shop.orders import keyed_order_facts, order_fact_questions
+from shop.orders import TODAY, keyed_order_facts, order_fact_questions
 from tests.support import bot_event, make_tracker, slot_events, user_event
 
 
@@ -148,4 +148,4 @@ def test_every_kind_of_order_fact_has_questions_to_be_found_by(db):
         kinds = {kind for order in session.scalars(select(Order)) for kind, _ in keyed_order_facts(order, date.today())}
     assert {"items", "placed", "cancelled", "not_shipped", "shipped", "tracking", "delivered", "expected"} <= kinds
     questions = order_fact_questions()
-    assert all(questions.get(kind) for kind in kinds - {"today"}), questions
+    assert all(questions.get(kind) for kind in kinds - {TODAY}), questions
