@@ -128,9 +128,13 @@ class Cluster:
         actions = [f"actions-{n}" for n in range(1, s.action_servers + 1)]
         lines = [
             "global", "    maxconn 4000", "    log stderr format raw local0 warning",
-            "defaults", "    mode http", "    log global", "    option dontlog-normal",
+            "defaults", "    mode http", "    log global", "    option httplog",
+            "    option dontlog-normal", "    option log-separate-errors",  # only failed requests, with their cause
             "    timeout connect 2s", "    timeout client 120s", "    timeout server 120s",
             "    retries 3", "    option redispatch 1",  # a request a dead process refused goes to another at once
+            # ... and so does one whose connection a replica closed without answering (killed, or closing an idle
+            # keep-alive connection as HAProxy reused it): a customer got a 502 there (CI, a replica killed)
+            "    retry-on conn-failure empty-response",
             # A busy replica answers its health check late, not never: with a 1 s check timeout HAProxy took the
             # only replica out under load and customers got 503s (bench.load). A dead one refuses at once.
             "    timeout check 5s", "    timeout queue 60s",
@@ -284,6 +288,9 @@ class Cluster:
         """One customer message through the balancer's REST channel."""
         response = requests.post(f"http://127.0.0.1:{self.settings.port}/webhooks/rest/webhook",
                                  json={"sender": sender, "message": message}, timeout=timeout)
+        if response.status_code >= 500:  # the balancer's log says which server failed and how
+            log = self.tail("balancer")
+            raise requests.HTTPError(f"{response.status_code} from the balancer; its log:\n{log}", response=response)
         response.raise_for_status()
         return response.json()
 
