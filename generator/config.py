@@ -34,11 +34,12 @@ class GeneratorConfig:
     max_new_tokens: int = 60
     max_sentences: int = 2
     trust_dont_know: bool = False
-    timeout_s: float = 2.5
+    timeout_s: float = 2.8
     preload: bool = True
     top_k: int = 1
-    min_score: float = 0.45
+    min_score: float = 0.5
     min_score_unrecognised: float = 0.6
+    runner_up_margin: float = 0.03
     order_facts: int = 2
     history_turns: int = 4
     max_chars: int = 420
@@ -52,6 +53,8 @@ class GeneratorConfig:
             raise ValueError(f"prompt_format must be auto, chat or plain, got {self.prompt_format!r}")
         if min(self.timeout_s, self.max_new_tokens, self.max_sentences, self.threads, self.top_k) <= 0:
             raise ValueError("timeout_s, max_new_tokens, max_sentences, threads and top_k must be positive")
+        if self.runner_up_margin < 0:
+            raise ValueError(f"runner_up_margin must be 0 (off) or more, got {self.runner_up_margin}")
 
     @property
     def adapter_dir(self) -> Optional[Path]:
@@ -103,11 +106,12 @@ def load_config(path: Optional[Path] = None, environ: Optional[Dict[str, str]] =
         max_new_tokens=pick("GENERATOR_MAX_NEW_TOKENS", raw.get("max_new_tokens", 60), int),
         max_sentences=int(raw.get("max_sentences", 2)),
         trust_dont_know=pick("GENERATOR_TRUST_DONT_KNOW", str(raw.get("trust_dont_know", False)), _flag),
-        timeout_s=pick("GENERATOR_TIMEOUT_S", raw.get("timeout_s", 2.5), float),
+        timeout_s=pick("GENERATOR_TIMEOUT_S", raw.get("timeout_s", 2.8), float),
         preload=pick("GENERATOR_PRELOAD", str(raw.get("preload", True)), _flag),
         top_k=pick("GENERATOR_TOP_K", retrieval.get("top_k", 1), int),
-        min_score=pick("GENERATOR_MIN_SCORE", retrieval.get("min_score", 0.45), float),
+        min_score=pick("GENERATOR_MIN_SCORE", retrieval.get("min_score", 0.5), float),
         min_score_unrecognised=float(retrieval.get("min_score_unrecognised", 0.6)),
+        runner_up_margin=float(retrieval.get("runner_up_margin", 0.03)),
         order_facts=int(retrieval.get("order_facts", 2)),
         history_turns=int(retrieval.get("history_turns", 4)),
         max_chars=int(checks.get("max_chars", 420)),

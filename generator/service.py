@@ -114,7 +114,8 @@ class ReplyService:
 
     async def search(self, message: str) -> List[Hit]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._retrieval_pool, lambda: self.index().search(message, self.config.top_k))
+        k = self.config.top_k + (1 if self.config.runner_up_margin > 0 else 0)
+        return await loop.run_in_executor(self._retrieval_pool, lambda: self.index().search(message, k))
 
     async def closest_facts(self, request: ReplyRequest) -> List[Tuple[str, float]]:
         """The order's facts closest to the question, best first, at most `order_facts` of them. A fact is as close
@@ -136,7 +137,8 @@ class ReplyService:
         started = time.monotonic()
         hits = await self.search(request.message)
         threshold = self.config.min_score if request.min_score is None else request.min_score
-        relevant = [hit for hit in hits if hit.score >= threshold]
+        relevant = [hit for rank, hit in enumerate(hits) if hit.score >= threshold and
+                    (rank < self.config.top_k or hit.score >= hits[0].score - self.config.runner_up_margin)]
         facts = await self.closest_facts(request)
         if facts:  # a passage much further from the question than the order's closest fact is beside the point
             relevant = [hit for hit in relevant if hit.score >= facts[0][1] - FACTS_MARGIN]
@@ -145,7 +147,7 @@ class ReplyService:
         if not relevant and not facts:
             return Reply(None, "none", score, best.passage.id if best else None, seconds=time.monotonic() - started)
         passages = [hit.passage.text for hit in relevant]
-        fallback, focus = self._fallback(relevant, facts, score)
+        fallback, focus = self._fallback(relevant, facts, score, self.config.runner_up_margin)
         if not self.config.enabled:
             return replace(fallback, rejected=("generation switched off",), seconds=time.monotonic() - started)
         given_facts = [*request.standing_facts, *(fact for fact, _ in facts)]
@@ -179,17 +181,21 @@ class ReplyService:
         return self._done(Reply(text, "generated", score, passage_id), started, (), generation)
 
     @staticmethod
-    def _fallback(relevant: Sequence[Hit], facts: Sequence[Tuple[str, float]], score: float) -> Tuple[Reply, str]:
+    def _fallback(relevant: Sequence[Hit], facts: Sequence[Tuple[str, float]], score: float,
+                  runner_up_margin: float) -> Tuple[Reply, str]:
         """What the customer gets when no generation passes, and the sentence a generated reply must answer.
 
         A question closer to a passage sentence than to any fact of the customer's order (a policy question asked
-        by a verified customer too): the passage as written, and that sentence. A question about the order: the
-        order's closest fact (with the next one when nearly as close: "which courier, and on what day?"), then
-        the passage when one is close enough too; the reply must answer that fact.
+        by a verified customer too): the passage as written (and the next one when retrieval could not tell them
+        apart: "do you ship to Iceland?" is as close to the shipping policy as to the FAQ on other countries), and
+        the best one's closest sentence. A question about the order: the order's closest fact (with the next one
+        when nearly as close: "which courier, and on what day?"), then the passage when one is close enough too;
+        the reply must answer that fact.
         """
         passage = relevant[0] if relevant else None
+        texts = [hit.passage.text for hit in relevant if hit.score >= relevant[0].score - runner_up_margin][:2]
         if passage is not None and (not facts or passage.focus_score >= facts[0][1]):
-            return Reply(passage.passage.text, "passage", score, passage.passage.id), passage.focus
+            return Reply("\n\n".join(texts), "passage", score, passage.passage.id), passage.focus
         top_score = facts[0][1]
         said = [fact for fact, fact_score in facts if fact_score >= top_score - FACTS_MARGIN]
         if passage is not None:

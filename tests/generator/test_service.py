@@ -50,6 +50,22 @@ async def test_a_backend_error_falls_back_to_the_passage(make_service):
     assert reply.source == "passage" and reply.rejected == ("error: GenerationError",)
 
 
+async def test_when_retrieval_cannot_tell_two_passages_apart_both_are_given(make_service, index):
+    # "Norway" is as close to the FAQ on other countries as to the shipping policy that names Norway (0.68/0.65)
+    question = "Do you deliver to Norway?"
+    best, runner_up = index.search(question, 2)
+    assert best.score - runner_up.score <= 0.03
+    backend = ScriptedBackend(error=GenerationError("server answered 500"))
+    reply = await make_service(backend).reply(ReplyRequest(question))
+    assert reply.source == "passage" and "Norway" in reply.text
+    assert best.passage.text in reply.text and runner_up.passage.text in reply.text
+    prompted = ScriptedBackend("unused")
+    await make_service(prompted).reply(ReplyRequest(question))
+    assert runner_up.passage.text.split(".")[0] in prompted.prompts[0].question  # the model saw both as well
+    alone = await make_service(backend, runner_up_margin=0).reply(ReplyRequest(question))
+    assert alone.text == best.passage.text  # switched off: the best passage only
+
+
 async def test_a_timeout_falls_back_within_the_limit_and_stops_the_model(make_service):
     backend = ScriptedBackend("Yes, within 30 days.", delay_s=3.0)
     started = time.monotonic()
