@@ -51,10 +51,15 @@ def parse_junit(path: Path) -> Dict[str, Any]:
     counts = {"passed": 0, "failed": 0, "skipped": 0, "xfailed": 0}
     known: List[Dict[str, str]] = []
     skipped: List[Dict[str, str]] = []
+    failed: List[Dict[str, str]] = []
     for case in ElementTree.parse(path).getroot().iter("testcase"):
         name = f"{case.get('classname', '').replace('.', '/')}.py::{case.get('name')}"
-        if case.find("failure") is not None or case.find("error") is not None:
+        problem = case.find("failure")
+        if problem is None:
+            problem = case.find("error")
+        if problem is not None:
             counts["failed"] += 1
+            failed.append({"test": name, "reason": (problem.get("message") or "")[:300]})
         elif (skip := case.find("skipped")) is not None:
             if skip.get("type") == "pytest.xfail":
                 counts["xfailed"] += 1
@@ -64,7 +69,8 @@ def parse_junit(path: Path) -> Dict[str, Any]:
                 skipped.append({"test": name, "reason": skip.get("message", "")})
         else:
             counts["passed"] += 1
-    return {"tests": sum(counts.values()), **counts, "known_problems": known, "skipped_tests": skipped}
+    return {"tests": sum(counts.values()), **counts, "failed_tests": failed, "known_problems": known,
+            "skipped_tests": skipped}
 
 
 def figures(name: str) -> Optional[Dict[str, Any]]:

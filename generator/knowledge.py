@@ -19,6 +19,7 @@ from shop.settings import Settings
 
 FAQ_FILE = KNOWLEDGE_FILE.with_name("faq.yml")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
+CLAUSE_BREAK = re.compile(r";\s+|,\s+(?=(?:and|but|so)\s)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,15 @@ class Passage:
 
 def split_sentences(text: str) -> List[str]:
     return [part.strip() for part in SENTENCE_END.split(" ".join(text.split())) if part.strip()]
+
+
+def split_clauses(sentence: str, min_words: int = 3) -> List[str]:
+    """The independent parts of one sentence ("costs 4.95; it is free over 50.00", "X, and Y"), when it has
+    more than one that can stand alone; else []. A reply must give the part a question asks about, not its
+    neighbour ("when is shipping free?" answered with "it costs 4.95" shares the sentence, not the answer)."""
+    parts = [part.strip(" ,;") for part in CLAUSE_BREAK.split(sentence)]
+    parts = [part for part in parts if len(part.split()) >= min_words]
+    return parts if len(parts) > 1 else []
 
 
 def _passage(passage_id: str, entry: Dict[str, Any], settings: Settings, source: str, path: Path) -> Passage:

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import List, Sequence
 
-from generator.knowledge import Passage, load_passages, split_sentences
+from generator.knowledge import Passage, load_passages, split_clauses, split_sentences
 from shop.settings import get_settings
 
 
@@ -80,6 +80,12 @@ class KnowledgeIndex:
                            for number, passage in enumerate(self.passages)}
         self._vectors = encoder.encode(texts)
         self._owners = torch.tensor(owners)
+        # a sentence of two independent parts: each part, so that the focus is the part the question is about
+        self._clauses = {row: split_clauses(texts[row]) for rows in self._sentences.values() for row in rows}
+        self._clauses = {row: clauses for row, clauses in self._clauses.items() if clauses}
+        clause_texts = [clause for clauses in self._clauses.values() for clause in clauses]
+        self._clause_vectors = dict(zip(clause_texts, encoder.encode(clause_texts) if clause_texts else [],
+                                        strict=True))
 
     def search(self, query: str, k: int = 3) -> List[Hit]:
         """The k best passages for `query`, best first, each with its cosine similarity."""
@@ -87,10 +93,11 @@ class KnowledgeIndex:
 
         if not query.strip() or not self.passages:
             return []
-        scores = self._vectors @ self.encoder.encode([query])[0]
+        vector = self.encoder.encode([query])[0]
+        scores = self._vectors @ vector
         best = torch.full((len(self.passages),), -1.0).scatter_reduce(0, self._owners, scores, reduce="amax")
         values, indices = best.topk(min(k, len(self.passages)))
-        return [Hit(self.passages[int(i)], round(float(v), 4), *self._focus(int(i), scores))
+        return [Hit(self.passages[int(i)], round(float(v), 4), *self._focus(int(i), scores, vector))
                 for v, i in zip(values, indices, strict=False)]
 
     def similarities(self, query: str, texts: Sequence[str]) -> List[float]:
@@ -100,12 +107,17 @@ class KnowledgeIndex:
         vectors = self.encoder.encode([query, *texts])
         return [round(float(value), 4) for value in vectors[1:] @ vectors[0]]
 
-    def _focus(self, number: int, scores) -> tuple[str, float]:
+    def _focus(self, number: int, scores, vector) -> tuple[str, float]:
+        """The passage's sentence closest to the query (its closest part, for a sentence of two), and the
+        sentence's similarity."""
         rows = self._sentences[number]
         if not rows:
             return "", 0.0
         row = max(rows, key=lambda row: float(scores[row]))
-        return self._texts[row], round(float(scores[row]), 4)
+        clauses = self._clauses.get(row)
+        focus = max(clauses, key=lambda clause: float(self._clause_vectors[clause] @ vector)) if clauses \
+            else self._texts[row]
+        return focus, round(float(scores[row]), 4)
 
 
 @lru_cache(maxsize=1)

@@ -188,14 +188,16 @@ class ReplyService:
         A question closer to a passage sentence than to any fact of the customer's order (a policy question asked
         by a verified customer too): the passage as written (and the next one when retrieval could not tell them
         apart: "do you ship to Iceland?" is as close to the shipping policy as to the FAQ on other countries), and
-        the best one's closest sentence. A question about the order: the order's closest fact (with the next one
-        when nearly as close: "which courier, and on what day?"), then the passage when one is close enough too;
-        the reply must answer that fact.
+        the closest sentence (or part of one) of those given. A question about the order: the order's closest
+        fact (with the next one when nearly as close: "which courier, and on what day?"), then the passage when one
+        is close enough too; the reply must answer that fact.
         """
         passage = relevant[0] if relevant else None
-        texts = [hit.passage.text for hit in relevant if hit.score >= relevant[0].score - runner_up_margin][:2]
-        if passage is not None and (not facts or passage.focus_score >= facts[0][1]):
-            return Reply("\n\n".join(texts), "passage", score, passage.passage.id), passage.focus
+        given = [hit for hit in relevant if hit.score >= relevant[0].score - runner_up_margin][:2]
+        focus = max(given, key=lambda hit: hit.focus_score) if given else None  # the sentence closest of all given
+        if focus is not None and (not facts or focus.focus_score >= facts[0][1]):
+            return Reply("\n\n".join(hit.passage.text for hit in given), "passage", score, passage.passage.id), \
+                focus.focus
         top_score = facts[0][1]
         said = [fact for fact, fact_score in facts if fact_score >= top_score - FACTS_MARGIN]
         if passage is not None:

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from generator.config import get_config
-from generator.knowledge import load_passages
+from generator.knowledge import load_passages, split_clauses
 from generator.retrieval import get_index
 from shop.settings import get_settings
 
@@ -55,3 +55,21 @@ def test_off_topic_messages_stay_below_the_threshold(index, message):
 def test_the_index_is_built_once_per_process(index):
     assert get_index() is get_index() is index
     assert index.search("   ", 3) == []
+
+
+def test_a_sentence_of_two_parts_is_split_where_each_could_stand_alone():
+    assert split_clauses("Standard shipping takes 3-5 business days and costs 4.95; it is free on orders over "
+                         "50.00.") == ["Standard shipping takes 3-5 business days and costs 4.95",
+                                       "it is free on orders over 50.00."]
+    assert split_clauses("Our boxes are recyclable, and we do not use plastic air cushions.") == [
+        "Our boxes are recyclable", "and we do not use plastic air cushions."]
+    assert split_clauses("Check the card number, the expiry date and the security code.") == []  # a list, one part
+    assert split_clauses("It ships today; sorry.") == []  # too short to stand alone
+
+
+@pytest.mark.parametrize(("question", "focus"), [
+    ("from what amount is shipping free?", "it is free on orders over 50.00."),
+    ("how much is standard shipping", "Standard shipping takes 3-5 business days and costs 4.95"),
+])
+def test_the_focus_is_the_part_of_the_sentence_the_question_is_about(index, question, focus):
+    assert index.search(question, 1)[0].focus == focus

@@ -66,6 +66,25 @@ async def test_when_retrieval_cannot_tell_two_passages_apart_both_are_given(make
     assert alone.text == best.passage.text  # switched off: the best passage only
 
 
+async def test_a_reply_giving_the_other_half_of_the_sentence_is_replaced(make_service):
+    question = "from what amount is shipping free?"
+    wrong = await make_service(ScriptedBackend("Standard shipping takes 3-5 business days and costs 4.95.")).reply(
+        ReplyRequest(question))
+    assert wrong.source == "passage" and "free on orders over 50.00" in wrong.text
+    assert any("misses the figure asked about" in reason for reason in wrong.rejected)
+    right = await make_service(ScriptedBackend("Shipping is free on orders over 50.00.")).reply(ReplyRequest(question))
+    assert right.source == "generated"
+
+
+async def test_the_reply_must_answer_the_closest_sentence_of_every_passage_given(make_service, index):
+    question = "which credit cards can i use"  # closest passage: a declined card; the runner-up lists the cards
+    best, runner_up = index.search(question, 2)
+    assert best.passage.id == "faq.card_declined" and runner_up.focus_score > best.focus_score
+    reply = await make_service(ScriptedBackend("Please check the card number, the expiry date and the security "
+                                               "code.")).reply(ReplyRequest(question))
+    assert reply.source == "passage" and "We accept Visa, Mastercard" in reply.text
+
+
 async def test_a_timeout_falls_back_within_the_limit_and_stops_the_model(make_service):
     backend = ScriptedBackend("Yes, within 30 days.", delay_s=3.0)
     started = time.monotonic()
