@@ -195,6 +195,7 @@ class CheckContext:
     max_chars: int = 420
     extra_names: FrozenSet[str] = field(default_factory=frozenset)
     focus: str = ""                 # the passage sentence closest to the question (retrieval): what to answer
+    other_parts: Sequence[str] = ()  # a two-part question: the sentence closest to each further part
 
     @property
     def verified(self) -> bool:
@@ -429,13 +430,25 @@ def check_answers_the_question(reply: str, ctx: CheckContext, share: float = 0.3
         return None
     if ctx.focus in ctx.verified_facts:
         return _answers_the_order_fact(reply, ctx)
-    figures = numbers_in(ctx.focus)
+    missed = _misses(reply, ctx.focus, share)
+    if missed:
+        return missed
+    for part in ctx.other_parts:  # "what should I check, and can I pay some other way?": both halves
+        if _misses(reply, part, share, besides=ctx.focus):
+            return f"answers only part of the question (not {part[:60]!r})"
+    return None
+
+
+def _misses(reply: str, focus: str, share: float, besides: str = "") -> Optional[str]:
+    """Whether `reply` leaves out `focus`: its figure, or a third of its words (those `besides` does not say too:
+    the second half of a question is answered by what its sentence adds to the first's)."""
+    figures = numbers_in(focus) - numbers_in(besides)
     if figures:  # the figure is the answer; its words may be left out ("It costs 12.95.")
-        return None if figures & numbers_in(reply) else f"misses the figure asked about ({ctx.focus[:60]!r})"
-    words = set(content_words(ctx.focus)) - COURTESY
+        return None if figures & numbers_in(reply) else f"misses the figure asked about ({focus[:60]!r})"
+    words = set(content_words(focus)) - COURTESY - set(content_words(besides))
     said = set(content_words(answer_word(reply)[1]))
     if words and len(words & said) / len(words) < share:
-        return f"answers something else than {ctx.focus[:60]!r}"
+        return f"answers something else than {focus[:60]!r}"
     return None
 
 

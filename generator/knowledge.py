@@ -19,6 +19,10 @@ from shop.settings import Settings
 
 FAQ_FILE = KNOWLEDGE_FILE.with_name("faq.yml")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
+QUESTION_WORDS = r"(?:how|what|when|where|which|who|why|can|could|do|does|did|is|are|will|would|should|may)"
+QUESTION_BREAK = re.compile(  # "?", " - ", and ", and"/", " before a question word
+    rf"\?\s*|\s+-\s+|,?\s+(?:and|but|or|also)\s+(?={QUESTION_WORDS}\b)|,\s+(?={QUESTION_WORDS}\b)", re.IGNORECASE)
+QUESTION_START = re.compile(rf"{QUESTION_WORDS}\b", re.IGNORECASE)
 CLAUSE_BREAK = re.compile(r";\s+|,\s+(?=(?:and|but|so)\s)", re.IGNORECASE)
 
 
@@ -40,6 +44,14 @@ def split_clauses(sentence: str, min_words: int = 3) -> List[str]:
     neighbour ("when is shipping free?" answered with "it costs 4.95" shares the sentence, not the answer)."""
     parts = [part.strip(" ,;") for part in CLAUSE_BREAK.split(sentence)]
     parts = [part for part in parts if len(part.split()) >= min_words]
+    return parts if len(parts) > 1 else []
+
+
+def question_parts(question: str, min_words: int = 3) -> List[str]:
+    """The questions one message asks ("is apple pay ok and when does the money leave my account?" -> two), when
+    it asks more than one; else []. Statements around them ("payment won't go through - ...") are not questions."""
+    parts = [part.strip(" ,;-") for part in QUESTION_BREAK.split(" ".join(question.split()))]
+    parts = [part for part in parts if len(part.split()) >= min_words and QUESTION_START.match(part)]
     return parts if len(parts) > 1 else []
 
 

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import List, Sequence
 
-from generator.knowledge import Passage, load_passages, split_clauses, split_sentences
+from generator.knowledge import Passage, load_passages, question_parts, split_clauses, split_sentences
 from shop.settings import get_settings
 
 
@@ -99,6 +99,25 @@ class KnowledgeIndex:
         values, indices = best.topk(min(k, len(self.passages)))
         return [Hit(self.passages[int(i)], round(float(v), 4), *self._focus(int(i), scores, vector))
                 for v, i in zip(values, indices, strict=False)]
+
+    def part_focuses(self, question: str, hits: Sequence[Hit]) -> List[str]:
+        """For a message asking two things, the sentence (or part of one) of the given passages closest to each
+        question it asks, in order; [] for a message asking one thing."""
+        parts = question_parts(question)
+        if not parts:
+            return []
+        numbers = [number for number, passage in enumerate(self.passages) if passage in {hit.passage for hit in hits}]
+        candidates: List[tuple[str, object]] = []
+        for row in (row for number in numbers for row in self._sentences[number]):
+            clauses = self._clauses.get(row)
+            candidates += [(clause, self._clause_vectors[clause]) for clause in clauses] if clauses \
+                else [(self._texts[row], self._vectors[row])]
+        if not candidates:
+            return []
+        # each part read with the whole message, whose subject a part may only refer to ("how much is express and
+        # how long does it take": "it" is express)
+        whole, *vectors = self.encoder.encode([question, *parts])
+        return [max(candidates, key=lambda candidate: float(candidate[1] @ (vector + whole)))[0] for vector in vectors]
 
     def similarities(self, query: str, texts: Sequence[str]) -> List[float]:
         """Cosine similarity of `query` to each of `texts` (an order's facts, say), in their order."""

@@ -117,6 +117,16 @@ class ReplyService:
         k = self.config.top_k + (1 if self.config.runner_up_margin > 0 else 0)
         return await loop.run_in_executor(self._retrieval_pool, lambda: self.index().search(message, k))
 
+    async def part_focuses(self, message: str, relevant: Sequence[Hit], focus: str,
+                           facts: Sequence[str]) -> Tuple[str, ...]:
+        """What a reply to a two-part question must also answer: the closest sentence to each part other than the
+        focus (not for questions about the order's facts, whose focus is a fact)."""
+        if not relevant or focus in facts:
+            return ()
+        loop = asyncio.get_running_loop()
+        focuses = await loop.run_in_executor(self._retrieval_pool, self.index().part_focuses, message, relevant)
+        return tuple(dict.fromkeys(part for part in focuses if part != focus))
+
     async def closest_facts(self, request: ReplyRequest) -> List[Tuple[str, float]]:
         """The order's facts closest to the question, best first, at most `order_facts` of them. A fact is as close
         as its own sentence or the closest of the questions it answers, whichever is closer (a customer's
@@ -172,9 +182,11 @@ class ReplyService:
                 return self._done(Reply(None, "unknown", score, passage_id), started, (), generation)
             return self._done(fallback, started, ("the model said it does not know",), generation)
         said = [turn for role, turn in request.history if role == CUSTOMER] + [request.message]
+        other_parts = await self.part_focuses(request.message, relevant, focus, given_facts)
         context = CheckContext(passages=passages, verified_facts=tuple(given_facts),
                                customer_text=" ".join(said), question=request.message, instructions=prompt.system,
-                               shop_name=self.shop_name, max_chars=self.config.max_chars, focus=focus)
+                               shop_name=self.shop_name, max_chars=self.config.max_chars, focus=focus,
+                               other_parts=other_parts)
         reasons = failed_checks(text, context) if text else [f"nothing usable (stopped by {generation.stopped_by})"]
         if reasons:
             return self._done(fallback, started, tuple(reasons), generation)

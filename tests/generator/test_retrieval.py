@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from generator.config import get_config
-from generator.knowledge import load_passages, split_clauses
+from generator.knowledge import load_passages, question_parts, split_clauses
 from generator.retrieval import get_index
 from shop.settings import get_settings
 
@@ -73,3 +73,24 @@ def test_a_sentence_of_two_parts_is_split_where_each_could_stand_alone():
 ])
 def test_the_focus_is_the_part_of_the_sentence_the_question_is_about(index, question, focus):
     assert index.search(question, 1)[0].focus == focus
+
+
+@pytest.mark.parametrize(("message", "parts"), [
+    ("can discounted final sale things be returned, and how do I tell which ones they are?",
+     ["can discounted final sale things be returned", "how do I tell which ones they are"]),
+    ("payment won't go through - what should I check, and can I pay some other way?",  # a statement is no question
+     ["what should I check", "can I pay some other way"]),
+    ("can I send it back if I opened the box?", []),
+    ("where is my parcel? it was due yesterday", []),
+])
+def test_a_message_asking_two_things_is_split_into_its_questions(message, parts):
+    assert question_parts(message) == parts
+
+
+def test_each_question_of_a_message_gets_the_closest_sentence_read_with_the_whole_message(index):
+    message = "how much is express and how long does it take"  # "it" is express, not standard shipping
+    assert set(index.part_focuses(message, index.search(message, 1))) == {
+        "Express shipping takes 1-2 business days and costs 12.95."}
+    message = "can discounted final sale things be returned, and how do I tell which ones they are?"
+    assert index.part_focuses(message, index.search(message, 1))[1] == (
+        "The item page and your order confirmation say when an item is final sale.")

@@ -85,6 +85,18 @@ async def test_the_reply_must_answer_the_closest_sentence_of_every_passage_given
     assert reply.source == "passage" and "We accept Visa, Mastercard" in reply.text
 
 
+async def test_a_reply_to_one_half_of_a_two_part_question_is_replaced(make_service):
+    question = "can discounted final sale things be returned, and how do I tell which ones they are?"
+    half = await make_service(ScriptedBackend("Items marked final sale cannot be returned or refunded.")).reply(
+        ReplyRequest(question))
+    assert half.source == "passage" and "The item page and your order confirmation" in half.text
+    assert any(reason.startswith("answers only part of the question") for reason in half.rejected)
+    whole = await make_service(ScriptedBackend(
+        "No, items marked final sale cannot be returned. The item page and your order confirmation say when an item "
+        "is final sale.")).reply(ReplyRequest(question))
+    assert whole.source == "generated"
+
+
 async def test_a_timeout_falls_back_within_the_limit_and_stops_the_model(make_service):
     backend = ScriptedBackend("Yes, within 30 days.", delay_s=3.0)
     started = time.monotonic()
