@@ -88,6 +88,12 @@ class CachedIndex:
             self._hits[key] = self.index.similarities(query, texts)
         return self._hits[key]
 
+    def part_focuses(self, question: str, hits: Sequence[Any]) -> List[str]:
+        key = ("parts", question, tuple(hit.passage.id for hit in hits))
+        if key not in self._hits:
+            self._hits[key] = self.index.part_focuses(question, hits)
+        return self._hits[key]
+
 
 @pytest.fixture(scope="module")
 def index() -> CachedIndex:
