@@ -40,6 +40,7 @@ class GeneratorConfig:
     min_score: float = 0.5
     min_score_unrecognised: float = 0.6
     runner_up_margin: float = 0.03
+    focus_first: bool = True
     order_facts: int = 2
     history_turns: int = 4
     max_chars: int = 420
@@ -112,6 +113,7 @@ def load_config(path: Optional[Path] = None, environ: Optional[Dict[str, str]] =
         min_score=pick("GENERATOR_MIN_SCORE", retrieval.get("min_score", 0.5), float),
         min_score_unrecognised=float(retrieval.get("min_score_unrecognised", 0.6)),
         runner_up_margin=float(retrieval.get("runner_up_margin", 0.03)),
+        focus_first=pick("GENERATOR_FOCUS_FIRST", str(retrieval.get("focus_first", True)), _flag),
         order_facts=int(retrieval.get("order_facts", 2)),
         history_turns=int(retrieval.get("history_turns", 4)),
         max_chars=int(checks.get("max_chars", 420)),

@@ -47,6 +47,14 @@ def split_clauses(sentence: str, min_words: int = 3) -> List[str]:
     return parts if len(parts) > 1 else []
 
 
+def lead_with(text: str, focus: str) -> str:
+    """`text` with the sentence holding `focus` moved to the front. Why: a small model answers with the first
+    sentence of the passage it is given far more often than with the one the question is about."""
+    parts = split_sentences(text)
+    holder = next((number for number, sentence in enumerate(parts) if focus and focus in sentence), 0)
+    return " ".join([parts[holder], *parts[:holder], *parts[holder + 1:]]) if holder else text
+
+
 def question_parts(question: str, min_words: int = 3) -> List[str]:
     """The questions one message asks ("is apple pay ok and when does the money leave my account?" -> two), when
     it asks more than one; else []. Statements around them ("payment won't go through - ...") are not questions."""

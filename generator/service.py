@@ -19,6 +19,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from generator.backends import Backend, Generation, make_backend
 from generator.checks import CheckContext, failed_checks, sentences, settle_answer_word
 from generator.config import GeneratorConfig, get_config
+from generator.knowledge import lead_with
 from generator.prompt import CUSTOMER, DONT_KNOW, build_prompt
 from generator.retrieval import Hit, KnowledgeIndex, get_index
 from shop.settings import get_settings
@@ -161,7 +162,8 @@ class ReplyService:
         if not self.config.enabled:
             return replace(fallback, rejected=("generation switched off",), seconds=time.monotonic() - started)
         given_facts = [*request.standing_facts, *(fact for fact, _ in facts)]
-        prompt = build_prompt(self.shop_name, request.message, passages, request.history, given_facts,
+        shown = [lead_with(text, focus) for text in passages] if self.config.focus_first else passages
+        prompt = build_prompt(self.shop_name, request.message, shown, request.history, given_facts,
                               self.config.history_turns)
         deadline = started + self.config.timeout_s - CHECK_RESERVE_S
         cancel = threading.Event()

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from generator.config import get_config
-from generator.knowledge import load_passages, question_parts, split_clauses
+from generator.knowledge import lead_with, load_passages, question_parts, split_clauses
 from generator.retrieval import get_index
 from shop.settings import get_settings
 
@@ -65,6 +65,14 @@ def test_a_sentence_of_two_parts_is_split_where_each_could_stand_alone():
         "Our boxes are recyclable", "and we do not use plastic air cushions."]
     assert split_clauses("Check the card number, the expiry date and the security code.") == []  # a list, one part
     assert split_clauses("It ships today; sorry.") == []  # too short to stand alone
+
+
+def test_the_sentence_a_question_is_about_can_lead_its_passage():
+    text = "Standard shipping takes 3-5 days; it is free over 50.00. Express takes 1-2 days. We ship to the EU."
+    assert lead_with(text, "Express takes 1-2 days.") == \
+        "Express takes 1-2 days. Standard shipping takes 3-5 days; it is free over 50.00. We ship to the EU."
+    assert lead_with(text, "it is free over 50.00.") == text  # a part of the first sentence: already first
+    assert lead_with(text, "a fact of the order") == text  # not in this passage: unchanged
 
 
 @pytest.mark.parametrize(("question", "focus"), [

@@ -85,6 +85,18 @@ async def test_the_reply_must_answer_the_closest_sentence_of_every_passage_given
     assert reply.source == "passage" and "We accept Visa, Mastercard" in reply.text
 
 
+async def test_the_model_sees_the_sentence_the_question_is_about_first(make_service):
+    """A small model answers with the first sentence it is given; the one the question is about goes first."""
+    question = "how fast is express delivery?"
+    backend = ScriptedBackend("Express shipping takes 1-2 business days.")
+    reply = await make_service(backend).reply(ReplyRequest(question))
+    assert backend.prompts[0].facts[0].startswith("Express shipping takes 1-2 business days")
+    assert reply.source == "generated" and reply.passage_id == "policy.shipping"
+    in_order = ScriptedBackend("Express shipping takes 1-2 business days.")
+    await make_service(in_order, focus_first=False).reply(ReplyRequest(question))
+    assert in_order.prompts[0].facts[0].startswith("Standard shipping")  # as the knowledge base writes it
+
+
 async def test_a_reply_to_one_half_of_a_two_part_question_is_replaced(make_service):
     question = "can discounted final sale things be returned, and how do I tell which ones they are?"
     half = await make_service(ScriptedBackend("Items marked final sale cannot be returned or refunded.")).reply(
