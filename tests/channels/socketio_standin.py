@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from typing import Any, Dict, List, Optional
 
@@ -54,6 +55,15 @@ class SilentSocketIO:
             return runner
 
         self._runner = self._run(serve())
+
+    def wait_for_messages(self, count: int, timeout_s: float = 10) -> List[Dict[str, Any]]:
+        """The messages received once there are `count` (they arrive on the server's own thread, possibly after
+        the page already shows the message as sent); fails after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.messages) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.messages) >= count, f"{len(self.messages)} of {count} messages arrived in {timeout_s} s"
+        return list(self.messages)
 
     def stop(self) -> None:
         if self._runner is not None:

@@ -205,7 +205,7 @@ def test_a_silent_bot_and_a_lost_connection_are_reported(browser, servers):
         page.clock.fast_forward(31_000)  # past the page's 30 s wait for an answer
         expect(chat.typing).to_be_hidden()
         expect(page.locator(".shop-chat__notice")).to_contain_text("No answer yet")
-        [sent] = standin.messages
+        [sent] = standin.wait_for_messages(1)
         assert sent["message"] == "is anyone there?" and sent["session_id"]
 
         standin.stop()
