@@ -35,7 +35,14 @@ import yaml
 from sqlalchemy.engine import Engine
 
 from bench.common import percentiles_ms, write_results
-from generator.checks import CheckContext, check_facts, check_names, check_order_details, check_promises
+from generator.checks import (
+    CheckContext,
+    check_dates_said_of,
+    check_facts,
+    check_names,
+    check_order_details,
+    check_promises,
+)
 from generator.config import get_config
 from generator.knowledge import load_passages
 from generator.prompt import build_prompt
@@ -48,7 +55,7 @@ from shop.settings import PROJECT_ROOT, get_settings
 QUESTIONS_FILE = PROJECT_ROOT / "bench" / "data" / "generator_questions.yml"
 TARGETS = {"generated_share": 0.60, "right_fact_share": 0.95, "unsupported_in_final": 0,
            "dont_know_share": 0.90, "reply_p95_ms": 3000}
-AUDITS = (check_facts, check_promises, check_names, check_order_details)
+AUDITS = (check_facts, check_dates_said_of, check_promises, check_names, check_order_details)
 # Each variant is the action server with these environment variables (the rest as generator.yml says).
 VARIANTS = {
     "tuned": {},                                   # generator.yml as shipped: the adapter merged into the base model

@@ -49,6 +49,10 @@ TIME_WORDS = re.compile(r"\b(" + "|".join(re.escape(w) for w in sorted({*MONTHS,
                         r"right away|right now|24/7)s?\b", re.I)
 DURATION = re.compile(r"\b(a|an|one|few|a few|several|a couple of|couple of|\d+(?:-\d+)?)\s+(?:more\s+)?"
                       r"((?:business|working|calendar)\s+)?(minute|hour|day|week|month|year)s?\b", re.I)
+_MONTH_NAMES = "january|february|march|april|may|june|july|august|september|october|november|december"
+DATE = re.compile(rf"(?:\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday),?\s+)?(?:the\s+)?"
+                  rf"(?:\b(?P<day>\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?(?P<month>{_MONTH_NAMES})|"
+                  rf"\b(?P<month2>{_MONTH_NAMES})\s+(?P<day2>\d{{1,2}})(?:st|nd|rd|th)?\b)(?:,?\s+\d{{4}})?", re.I)
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 CLAUSE = re.compile(r"(?<=[.!?;:])\s+|\s+(?:but|however|although)\s+", re.I)
 WORD = re.compile(r"[a-z][a-z'-]*")
@@ -307,6 +311,38 @@ def check_facts(reply: str, ctx: CheckContext) -> Optional[str]:
     return None
 
 
+def date_key(match: re.Match) -> Tuple[str, str]:
+    """A date as (day, month): "Thursday 3 December 2026", "3rd of December" and "December 3" are one date."""
+    day, month = match.group("day") or match.group("day2"), match.group("month") or match.group("month2")
+    return str(int(day)), month.lower()[:3]
+
+
+def _date_head(text: str, start: int) -> Optional[str]:
+    """The content word a date in `text` is said of: the nearest one before it in its clause ("placed" in "was
+    placed on Thursday 3 December"), or None when the date opens the clause."""
+    before = CLAUSE.split(text[:start])[-1]
+    words = [word for word in WORD.findall(before.lower()) if word not in STOPWORDS and len(word) > 2]
+    return stem(words[-1]) if words else None
+
+
+def check_dates_said_of(reply: str, ctx: CheckContext) -> Optional[str]:
+    """A date must be said of what the sources say it of: "placed on 3 December" where the facts say "expected to
+    arrive on 3 December" has every token sourced and is still false. The word before the date must be one that
+    only the source sentences holding that date have ("arrive"), not one every fact has ("order")."""
+    source_sentences = [sentence for text in [*ctx.passages, *ctx.verified_facts] for sentence in sentences(text)]
+    dates = [{date_key(match) for match in DATE.finditer(sentence)} for sentence in source_sentences]
+    words = [set(content_words(sentence)) for sentence in source_sentences]
+    for match in DATE.finditer(reply):
+        key, head = date_key(match), _date_head(reply, match.start())
+        holding = [number for number, keys in enumerate(dates) if key in keys]
+        if head is None or not holding:  # a date no source holds is check_facts' to reject
+            continue
+        others = set().union(*(words[number] for number in range(len(words)) if number not in holding))
+        if not any(head in words[number] - others for number in holding):
+            return f"says a date of something else ({head!r} on {match.group(0)!r})"
+    return None
+
+
 def first_unsupported(pattern: re.Pattern, text: str, ctx: CheckContext) -> Optional[str]:
     """The first match of pattern in text that the sources do not support, if any."""
     return next((match.group(0) for match in pattern.finditer(text) if not ctx.supports(match.group(0))), None)
@@ -495,8 +531,8 @@ def check_informative(reply: str, ctx: CheckContext) -> Optional[str]:
 
 CHECKS: List[Check] = [
     check_not_empty, check_length, check_role_markers, check_markup, check_echoed_instructions, check_repetition,
-    check_facts, check_names, check_order_details, check_promises, check_contradiction, check_yes_no,
-    check_answers_the_question, check_grounded,
+    check_facts, check_dates_said_of, check_names, check_order_details, check_promises, check_contradiction,
+    check_yes_no, check_answers_the_question, check_grounded,
     check_informative,
 ]
 

@@ -117,6 +117,25 @@ def test_facts_from_verified_order_data_pass_only_when_given():
     assert "unsupported" in reason(checks.check_facts, reply, context(question="where is it?"))
 
 
+ORDER_DATES = ("Today is Tuesday 1 December 2026.", "Order 10002 is expected to arrive on Thursday 3 December 2026.",
+               "Order 10002 has already shipped: it left our warehouse on Monday 30 November 2026 with DHL.")
+
+
+@pytest.mark.parametrize("reply, wrong", [
+    ("Order 10002 is expected to arrive on Thursday 3 December 2026.", None),
+    ("Yes, it should arrive by Thursday 3 December, before the weekend.", None),
+    ("It left our warehouse on 30 November with DHL.", None),
+    ("Today is Tuesday 1 December 2026, and it arrives on December 3rd.", None),
+    ("Order 10002 was placed on Thursday 3 December 2026.", "plac"),  # every token sourced, the sentence false
+    ("You ordered it on 3 December.", "order"),  # a word every fact has says nothing of this date
+    ("It was delivered on Thursday 3 December 2026.", "deliver"),  # expected is not delivered
+])
+def test_a_date_must_be_said_of_what_the_facts_say_it_of(reply, wrong):
+    found = reason(checks.check_dates_said_of, reply, context(RETURNS, question="when does it come?",
+                                                               verified=ORDER_DATES))
+    assert found is None if wrong is None else f"{wrong!r} on" in found
+
+
 def test_numbers_in_normalises_ranges_words_and_decimals():
     assert numbers_in("3 to 5 business days, 50.00 or 50,00, 9:00-18:00") == {"3-5", "50", "9:00-18:00", "9:00",
                                                                              "18:00"}
@@ -268,7 +287,7 @@ def test_a_reply_must_answer_the_sentence_closest_to_the_question(reply, wrong):
 
 
 def test_every_check_is_run():
-    assert len(checks.CHECKS) == 15 and all(callable(check) for check in checks.CHECKS)
+    assert len(checks.CHECKS) == 16 and all(callable(check) for check in checks.CHECKS)
     assert failed_checks("No, you cannot. " * 3, context(question="can I return it?"))
 
 
