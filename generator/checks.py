@@ -327,18 +327,21 @@ def _date_head(text: str, start: int) -> Optional[str]:
 
 def check_dates_said_of(reply: str, ctx: CheckContext) -> Optional[str]:
     """A date must be said of what the sources say it of: "placed on 3 December" where the facts say "expected to
-    arrive on 3 December" has every token sourced and is still false. The word before the date must be one that
-    only the source sentences holding that date have ("arrive"), not one every fact has ("order")."""
+    arrive on 3 December" has every token sourced and is still false. The word before the date must be one that the
+    source sentences holding that date have and sentences holding other dates do not ("arrive"), nor a word the
+    order's facts all share ("order")."""
     source_sentences = [sentence for text in [*ctx.passages, *ctx.verified_facts] for sentence in sentences(text)]
     dates = [{date_key(match) for match in DATE.finditer(sentence)} for sentence in source_sentences]
     words = [set(content_words(sentence)) for sentence in source_sentences]
+    fact_words = [set(content_words(fact)) for fact in ctx.verified_facts]
+    shared = {word for word in set().union(*fact_words) if sum(word in found for found in fact_words) > 1}
     for match in DATE.finditer(reply):
         key, head = date_key(match), _date_head(reply, match.start())
         holding = [number for number, keys in enumerate(dates) if key in keys]
         if head is None or not holding:  # a date no source holds is check_facts' to reject
             continue
-        others = set().union(*(words[number] for number in range(len(words)) if number not in holding))
-        if not any(head in words[number] - others for number in holding):
+        others = set().union(*(words[number] for number, keys in enumerate(dates) if keys and key not in keys))
+        if not any(head in words[number] - others - shared for number in holding):
             return f"says a date of something else ({head!r} on {match.group(0)!r})"
     return None
 

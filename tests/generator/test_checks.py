@@ -136,6 +136,15 @@ def test_a_date_must_be_said_of_what_the_facts_say_it_of(reply, wrong):
     assert found is None if wrong is None else f"{wrong!r} on" in found
 
 
+def test_the_facts_themselves_pass_beside_passages_that_use_the_same_words():
+    tracking = "You get a tracking number by email as soon as your parcel leaves our warehouse; it arrives in 3-5 days."
+    verified = (*ORDER_DATES, "Order 10002 contains 1 x Desk lamp.",
+                "Order 10002 was placed on Friday 27 November 2026.")
+    ctx = context(tracking, RETURNS, question="where is it?", verified=verified)
+    assert [fact for fact in verified if checks.check_dates_said_of(fact, ctx)] == []
+    assert checks.check_dates_said_of("It was placed on Thursday 3 December 2026.", ctx)
+
+
 def test_numbers_in_normalises_ranges_words_and_decimals():
     assert numbers_in("3 to 5 business days, 50.00 or 50,00, 9:00-18:00") == {"3-5", "50", "9:00-18:00", "9:00",
                                                                              "18:00"}
