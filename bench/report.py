@@ -219,7 +219,8 @@ def generator_rows(r: Dict) -> List[str]:
              f"{c['model_path']}, adapter `{c['adapter'] or 'none'}`, numbers constrained: {c['constrain_numbers']}, "
              f"{model.get('dtype', c['dtype'])}, {c['threads']} thread(s), time limit {c['timeout_s']} s, passages "
              f"from a similarity of {c['min_score']}"
-             + (f", the next one too within {c['runner_up_margin']}" if c.get("runner_up_margin") else "") + "). "
+             + (f", the next one too within {c['runner_up_margin']}" if c.get("runner_up_margin") else "")
+             + (", the sentence closest to the question shown first" if c.get("focus_first") else "") + "). "
              f"{qs['by_split'].get('heldout', 0)} held-out questions of {qs['total']} "
              f"(`{qs['file']}`: " + ", ".join(f"{kind} {n}" for kind, n in qs["by_kind"].items()) + "), "
              "never used for tuning the adapter or the prompt:", "",
