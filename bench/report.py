@@ -207,9 +207,10 @@ def seed_spread(seeds: Dict, reported: Dict) -> str:
             + f"; mean {pct(sum(values) / len(values))}, range {pct(min(values))} to {pct(max(values))}.")
 
 
-def generator_rows(r: Dict) -> List[str]:
+def generator_rows(r: Dict, brief: bool = False) -> List[str]:
     """The free-form answer generator: base model, tuned adapter and passage-only side by side, on the held-out
-    questions, then the speed of the configured model on this machine."""
+    questions, then the speed of the configured model on this machine. `brief`: only the issue's measures (the
+    README's table; the rest stays in docs/benchmarks.md)."""
     c, variants, qs = r["config"], r["variants"], r["questions"]
     model = r.get("speed", {}).get("model", {})
     names = [name for name in ("tuned", "base", "passage") if name in variants]
@@ -235,14 +236,18 @@ def generator_rows(r: Dict) -> List[str]:
         row("right fact (answerable questions)", lambda n: pct(held[n]["right_fact_share"])),
         row("unsupported facts in final replies", lambda n: str(held[n]["unsupported_in_final"])),
         row("unanswerable: \"I don't know\" + offer of a person", lambda n: pct(held[n]["dont_know_share"])),
+        row("reply latency through the action server, p50 / p95 (all questions)", lambda n: ms(served[n]["reply_ms"])),
+        row("action server peak memory", lambda n: f"{served[n]['memory_mib']['peak']:.0f} MiB"),
+    ]
+    if brief:
+        return lines
+    lines[-2:-2] = [
         row("answerable questions answered \"I don't know\"", lambda n: str(held[n]["dont_know_on_answerable"])),
         row("right fact by kind", lambda n: ", ".join(f"{kind} {pct(value)}" for kind, value
                                                       in held[n]["right_fact_share_by_kind"].items())),
-        row("reply latency through the action server, p50 / p95 (all questions)", lambda n: ms(served[n]["reply_ms"])),
-        row("action server peak memory", lambda n: f"{served[n]['memory_mib']['peak']:.0f} MiB"),
-        row("most frequent rejection reasons", lambda n: ", ".join(
-            f"{kind} {count}" for kind, count in list(held[n]["rejections_by_reason"].items())[:3]) or "-"),
     ]
+    lines.append(row("most frequent rejection reasons", lambda n: ", ".join(
+        f"{kind} {count}" for kind, count in list(held[n]["rejections_by_reason"].items())[:3]) or "-"))
     extra = []
     if "cold_load_s" in r:
         cold = r["cold_load_s"]
@@ -488,7 +493,7 @@ def headline_rows() -> List[str]:
                      f"{saturation.get('two-replicas')} / {saturation.get('embedded')} turns/s; {lost}",
                      "must lose 0", traffic["measured_at"]))
     return ["| command | measure | now | compared with | measured |", "| --- | --- | --- | --- | --- |",
-            *[f"| {' | '.join(row)} |" for row in rows]]
+            *[f"| {' | '.join((*row[:-1], row[-1][:10]))} |" for row in rows]]  # the date of the run
 
 
 RENDERERS = {"understanding": understanding_rows, "tone": tone_rows, "conversations": conversation_rows,
@@ -534,9 +539,8 @@ def main() -> None:
     optional_block(README, "UNDERSTANDING", "\n\n".join("\n".join(block[2:]) for block in blocks))
     generator = load("generator")
     if generator and "variants" in generator:
-        table = generator_rows(generator)
-        start = table.index("") + 1
-        optional_block(README, "GENERATOR", "\n".join(table[start:table.index("", start)]))
+        table = generator_rows(generator, brief=True)
+        optional_block(README, "GENERATOR", "\n".join(table[table.index("") + 1:]))
 
 
 def optional_block(path: Path, name: str, content: str) -> None:
