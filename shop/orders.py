@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from shop.models import Order, Return
 from shop.order_numbers import OrderNumberFormat, compact
-from shop.settings import PROJECT_ROOT, get_settings
+from shop.returns import already_returned, last_return_day
+from shop.settings import PROJECT_ROOT, ReturnPolicy, get_settings
 
 # An order number: one token of letters, digits and dashes with at least one digit (not a word).
 ORDER_ID_PATTERN = re.compile(r"^(?=[A-Z-]*\d)[A-Z0-9][A-Z0-9-]{2,39}$")
@@ -131,11 +132,12 @@ def today_fact(today: date) -> str:
     return f"Today is {spoken_day(today)}."
 
 
-def keyed_order_facts(order: Order, today: date) -> List[Tuple[str, str]]:
+def keyed_order_facts(order: Order, today: date, returns: Optional[ReturnPolicy] = None) -> List[Tuple[str, str]]:
     """What the generator may say about a verified order, as (kind, sentence): one short sentence per fact, each
     copyable into a reply. The kinds name the questions each fact answers (data/knowledge/order_facts.yml).
-    Derived facts (whether it has shipped, so whether it can still be changed) are stated outright: a small model
-    copies a fact far more reliably than it reasons from a status and a rule."""
+    Derived facts (whether it has shipped, so whether it can still be cancelled or returned, and until when) are
+    stated outright: a small model copies a fact far more reliably than it reasons from a status, a date and a rule.
+    `returns`: the shop's return rules (shop.yml), by default the configured ones."""
     number = order.id
     facts = [(TODAY, today_fact(today)),
              ("items", f"Order {number} contains {describe_items(order)}."),
@@ -156,7 +158,35 @@ def keyed_order_facts(order: Order, today: date) -> List[Tuple[str, str]]:
         elif order.estimated_delivery:
             facts.append(("expected", f"Order {number} is expected to arrive on "
                                       f"{spoken_day(order.estimated_delivery)}."))
-    return facts
+    return facts + return_facts(order, today, returns or get_settings().returns)
+
+
+def return_facts(order: Order, today: date, policy: ReturnPolicy) -> List[Tuple[str, str]]:
+    """Whether the order can still be cancelled or returned, and until when, by the shop's rules (the same the
+    return skill applies): "can I still send it back?" is answered by the delivery date and the return window
+    together, which a small model gets wrong when it has to add them up itself."""
+    number = order.id
+    if order.status == "cancelled":
+        return []
+    if order.shipped_at is None and order.status not in ("shipped", "delivered"):
+        return [("cancellable", f"Order {number} has not shipped yet, so it can still be cancelled.")]
+    facts = []
+    for line in order.lines:
+        if already_returned(line):
+            facts.append(("not_returnable", f"{line.item_name} has already been returned."))
+        elif line.final_sale and not policy.allow_final_sale:
+            facts.append(("not_returnable", f"{line.item_name} was bought as final sale and cannot be returned."))
+    if len(facts) == len(order.lines):
+        return facts
+    last_day = last_return_day(order, policy)
+    if order.status != "delivered" or last_day is None:
+        window = f"Order {number} can be returned within {policy.window_days} days of delivery."
+    elif today > last_day:
+        window = (f"The return window of order {number} closed on {spoken_day(last_day)}, so it can no longer be "
+                  "returned.")
+    else:
+        window = f"Order {number} can be returned until {spoken_day(last_day)}."
+    return [*facts, ("return_window", window)]
 
 
 def order_facts(order: Order, today: date) -> List[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import List, Optional
 
 from sqlalchemy.orm import Session
@@ -30,15 +30,25 @@ def refusal_rule(line: OrderLine, policy: ReturnPolicy, now: Optional[datetime] 
     order = line.order
     if order.status == "cancelled":
         return "order_cancelled"
-    if any(ret.status != "cancelled" for ret in line.returns):
+    if already_returned(line):
         return "already_returned"
     if line.final_sale and not policy.allow_final_sale:
         return "final_sale"
     if policy.require_delivered and order.status != "delivered":
         return "not_delivered"
-    if order.delivered_at and now - order.delivered_at > timedelta(days=policy.window_days):
+    if order.delivered_at and now.date() > last_return_day(order, policy):
         return "outside_window"
     return None
+
+
+def last_return_day(order: Order, policy: ReturnPolicy) -> Optional[date]:
+    """The last day a delivered order can be returned (the whole day: what the customer is told is what holds);
+    None before it is delivered."""
+    return (order.delivered_at + timedelta(days=policy.window_days)).date() if order.delivered_at else None
+
+
+def already_returned(line: OrderLine) -> bool:
+    return any(ret.status != "cancelled" for ret in line.returns)
 
 
 def returnable_lines(order: Order, policy: ReturnPolicy, now: Optional[datetime] = None) -> List[OrderLine]:

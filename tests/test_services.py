@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,10 +15,19 @@ from shop.db import session_scope
 from shop.handoff import create_ticket, format_transcript
 from shop.knowledge import load_answers
 from shop.models import HandoffTicket, Order, OutboxEmail, Refund, Return
-from shop.orders import normalise_email, normalise_reference, verify_order, view_order
+from shop.orders import (
+    keyed_order_facts,
+    normalise_email,
+    normalise_reference,
+    return_facts,
+    spoken_day,
+    verify_order,
+    view_order,
+)
 from shop.refunds import describe_refunds
 from shop.returns import ReturnRefused, create_return, match_line, refusal_rule, returnable_lines
 from shop.settings import PROJECT_ROOT, load_settings
+from tests.conftest import NOW
 
 
 def count(session, model) -> int:
@@ -203,3 +213,29 @@ def test_environment_overrides_settings(monkeypatch):
 def test_relative_sqlite_path_is_relative_to_the_project(monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "sqlite:///var/test-relative.db")
     assert load_settings().database_url == f"sqlite:///{Path(PROJECT_ROOT) / 'var/test-relative.db'}"
+
+
+def test_an_orders_facts_say_whether_and_until_when_it_can_be_cancelled_or_returned(shop_engine, settings):
+    """What the generator may tell a verified customer who asks "can I still send it back?": the shop's own rules
+    applied to the order, the window's last day spelled out, consistent with what the return skill would do."""
+    today = NOW.date()
+    with session_scope(shop_engine) as session:
+        def facts(order_id: str, policy=settings.returns) -> dict:
+            return dict(return_facts(session.get(Order, order_id), today, policy))
+
+        recent = session.get(Order, "10001")
+        last_day = (recent.delivered_at + timedelta(days=settings.returns.window_days)).date()
+        assert facts("10001") == {"return_window": f"Order 10001 can be returned until {spoken_day(last_day)}."}
+        assert "closed on" in facts("10004")["return_window"] and "no longer" in facts("10004")["return_window"]
+        assert refusal_rule(session.get(Order, "10004").lines[0], settings.returns) == "outside_window"
+        assert facts("10004", replace(settings.returns, window_days=60))["return_window"].startswith(
+            "Order 10004 can be returned until ")
+        assert facts("10002") == {"return_window": f"Order 10002 can be returned within "
+                                                   f"{settings.returns.window_days} days of delivery."}
+        assert facts("10003") == {"cancellable": "Order 10003 has not shipped yet, so it can still be cancelled."}
+        assert "final sale" in facts("10005")["not_returnable"] and "return_window" not in facts("10005")
+        assert "already been returned" in facts("10007")["not_returnable"]
+        assert facts("10006") == {}
+        # every fact kind is one the generator can find by its customers' questions
+        kinds = {kind for order in session.scalars(select(Order)) for kind, _ in keyed_order_facts(order, today)}
+    assert {"cancellable", "not_returnable", "return_window"} <= kinds

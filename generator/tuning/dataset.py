@@ -108,7 +108,7 @@ def synthetic_order(rng: random.Random, today: date, status: str) -> SimpleNames
                          lambda: f"A{rng.randint(100000, 999999)}"])()
     ordered = datetime.combine(today - timedelta(days=rng.randint(1, 20)), datetime.min.time())
     shipped = ordered + timedelta(days=rng.randint(1, 3)) if status in ("shipped", "delivered") else None
-    lines = [SimpleNamespace(quantity=rng.randint(1, 3), item_name=name)
+    lines = [SimpleNamespace(quantity=rng.randint(1, 3), item_name=name, final_sale=False, returns=[])
              for name in rng.sample(ITEMS, rng.randint(1, 2))]
     return SimpleNamespace(
         id=number, status=status, lines=lines, ordered_at=ordered, shipped_at=shipped,
