@@ -12,9 +12,10 @@ import yaml
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from shop.cancellations import cancel_refusal
 from shop.models import Order, Return
 from shop.order_numbers import OrderNumberFormat, compact
-from shop.returns import already_returned, last_return_day
+from shop.returns import last_return_day, refusal_rule
 from shop.settings import PROJECT_ROOT, ReturnPolicy, get_settings
 
 # An order number: one token of letters, digits and dashes with at least one digit (not a word).
@@ -23,6 +24,9 @@ RETURN_ID_PATTERN = re.compile(r"^R-?(\d{1,9})$")
 RETURN_ID_IN_TEXT = re.compile(r"(?<![A-Za-z0-9-])R-?(\d{1,9})(?![A-Za-z0-9-])", re.IGNORECASE)
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 ORDER_FACT_QUESTIONS = PROJECT_ROOT / "data" / "knowledge" / "order_facts.yml"
+# What an order fact says of an item that refusal_rule will not take back, by the rule.
+NOT_RETURNABLE = {"already_returned": "{item} has already been returned.",
+                  "final_sale": "{item} was bought as final sale and cannot be returned."}
 TODAY = "today"  # the kind of the fact given with every question about an order, whatever it asks
 
 
@@ -162,26 +166,25 @@ def keyed_order_facts(order: Order, today: date, returns: Optional[ReturnPolicy]
 
 
 def return_facts(order: Order, today: date, policy: ReturnPolicy) -> List[Tuple[str, str]]:
-    """Whether the order can still be cancelled or returned, and until when, by the shop's rules (the same the
-    return skill applies): "can I still send it back?" is answered by the delivery date and the return window
-    together, which a small model gets wrong when it has to add them up itself."""
+    """Whether the order can still be cancelled or returned, and until when, decided by the cancel and return
+    skills' own rules (cancel_refusal, refusal_rule): "can I still send it back?" is answered by the delivery date
+    and the return window together, which a small model gets wrong when it has to add them up itself."""
     number = order.id
-    if order.status == "cancelled":
+    cancel_rule = cancel_refusal(order)
+    if cancel_rule == "already_cancelled":
         return []
-    if order.shipped_at is None and order.status not in ("shipped", "delivered"):
+    if cancel_rule is None:
         return [("cancellable", f"Order {number} has not shipped yet, so it can still be cancelled.")]
-    facts = []
-    for line in order.lines:
-        if already_returned(line):
-            facts.append(("not_returnable", f"{line.item_name} has already been returned."))
-        elif line.final_sale and not policy.allow_final_sale:
-            facts.append(("not_returnable", f"{line.item_name} was bought as final sale and cannot be returned."))
+    now = datetime.combine(today, datetime.min.time())
+    rules = [refusal_rule(line, policy, now) for line in order.lines]
+    facts = [("not_returnable", NOT_RETURNABLE[rule].format(item=line.item_name))
+             for line, rule in zip(order.lines, rules, strict=True) if rule in NOT_RETURNABLE]
     if len(facts) == len(order.lines):
         return facts
     last_day = last_return_day(order, policy)
     if order.status != "delivered" or last_day is None:
         window = f"Order {number} can be returned within {policy.window_days} days of delivery."
-    elif today > last_day:
+    elif "outside_window" in rules:
         window = (f"The return window of order {number} closed on {spoken_day(last_day)}, so it can no longer be "
                   "returned.")
     else:

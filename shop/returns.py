@@ -30,7 +30,7 @@ def refusal_rule(line: OrderLine, policy: ReturnPolicy, now: Optional[datetime] 
     order = line.order
     if order.status == "cancelled":
         return "order_cancelled"
-    if already_returned(line):
+    if any(ret.status != "cancelled" for ret in line.returns):
         return "already_returned"
     if line.final_sale and not policy.allow_final_sale:
         return "final_sale"
@@ -45,10 +45,6 @@ def last_return_day(order: Order, policy: ReturnPolicy) -> Optional[date]:
     """The last day a delivered order can be returned (the whole day: what the customer is told is what holds);
     None before it is delivered."""
     return (order.delivered_at + timedelta(days=policy.window_days)).date() if order.delivered_at else None
-
-
-def already_returned(line: OrderLine) -> bool:
-    return any(ret.status != "cancelled" for ret in line.returns)
 
 
 def returnable_lines(order: Order, policy: ReturnPolicy, now: Optional[datetime] = None) -> List[OrderLine]:

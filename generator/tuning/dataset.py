@@ -110,7 +110,7 @@ def synthetic_order(rng: random.Random, today: date, status: str) -> SimpleNames
     shipped = ordered + timedelta(days=rng.randint(1, 3)) if status in ("shipped", "delivered") else None
     lines = [SimpleNamespace(quantity=rng.randint(1, 3), item_name=name, final_sale=False, returns=[])
              for name in rng.sample(ITEMS, rng.randint(1, 2))]
-    return SimpleNamespace(
+    order = SimpleNamespace(
         id=number, status=status, lines=lines, ordered_at=ordered, shipped_at=shipped,
         delivered_at=shipped + timedelta(days=rng.randint(1, 4)) if status == "delivered" else None,
         estimated_delivery=(today + timedelta(days=rng.randint(0, 5))) if status == "shipped" else None,
@@ -118,6 +118,9 @@ def synthetic_order(rng: random.Random, today: date, status: str) -> SimpleNames
         carrier=rng.choice(CARRIERS) if shipped else None,
         tracking_number=f"{rng.choice(['JD', '1Z', 'TR', ''])}{rng.randint(10**9, 10**12)}" if shipped else None,
     )
+    for line in lines:  # the return rules read a line's order (shop/returns.py refusal_rule)
+        line.order = order
+    return order
 
 
 ORDER_QUESTIONS = {
