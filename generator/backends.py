@@ -20,7 +20,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import requests
 
 from generator.config import GeneratorConfig
-from generator.prompt import Prompt
+from generator.prompt import DONT_KNOW_OPENINGS, Prompt
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class LocalCausalLM(Backend):
 
     def __init__(self, path: Union[Path, str], dtype: str = "auto", threads: int = 1, prompt_format: str = "auto",
                  repetition_penalty: float = 1.0, max_sentences: int = 0, seed: int = 0,
-                 adapter: Optional[Path] = None, constrain_numbers: bool = False):
+                 adapter: Optional[Path] = None, constrain_numbers: bool = False, allow_dont_know: bool = True):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -89,6 +89,7 @@ class LocalCausalLM(Backend):
                                                           local_files_only=True).eval()
         self.adapter = self._merge(adapter)
         self.constrain_numbers = constrain_numbers
+        self.allow_dont_know = allow_dont_know  # False: a reply may not open with "I'm sorry, I don't know"
         self.load_seconds = time.perf_counter() - started
         has_template = bool(getattr(self.tokenizer, "chat_template", None))
         self.chat = prompt_format == "chat" or (prompt_format == "auto" and has_template)
@@ -119,8 +120,9 @@ class LocalCausalLM(Backend):
 
     def describe(self) -> Dict[str, Any]:
         return {"backend": self.name, "model": str(self.path), "adapter": self.adapter,
-                "constrain_numbers": self.constrain_numbers, "dtype": str(self.model.dtype).replace("torch.", ""),
-                "prompt": "chat" if self.chat else "plain", "parameters": self.model.num_parameters()}
+                "constrain_numbers": self.constrain_numbers, "allow_dont_know": self.allow_dont_know,
+                "dtype": str(self.model.dtype).replace("torch.", ""), "prompt": "chat" if self.chat else "plain",
+                "parameters": self.model.num_parameters()}
 
     def encode(self, prompt: Prompt):
         if self.chat:
@@ -151,7 +153,7 @@ class LocalCausalLM(Backend):
                  cancel: Optional[threading.Event] = None) -> Generation:
         from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
-        from generator.constrain import make_logits_processor
+        from generator.constrain import make_logits_processor, make_opening_ban
 
         torch = self._torch
         cancel = cancel or threading.Event()
@@ -181,6 +183,8 @@ class LocalCausalLM(Backend):
         processors = LogitsProcessorList()
         if self.constrain_numbers:
             processors.append(make_logits_processor(tokenizer, prompt_length, [*prompt.facts, prompt.system]))
+        if not self.allow_dont_know:
+            processors.append(make_opening_ban(tokenizer, prompt_length, DONT_KNOW_OPENINGS))
         with self._lock, torch.inference_mode():
             if cancel.is_set() or time.monotonic() >= deadline:
                 return Generation("", 0, time.monotonic() - started, "cancelled" if cancel.is_set() else "deadline")
@@ -263,4 +267,5 @@ def make_backend(config: GeneratorConfig) -> Backend:
 
         path = ensure_prepared(config)
     return LocalCausalLM(path, config.dtype, config.threads, config.prompt_format, config.repetition_penalty,
-                         config.max_sentences, adapter=config.adapter_dir, constrain_numbers=config.constrain_numbers)
+                         config.max_sentences, adapter=config.adapter_dir, constrain_numbers=config.constrain_numbers,
+                         allow_dont_know=config.trust_dont_know)

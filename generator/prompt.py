@@ -26,6 +26,9 @@ INSTRUCTIONS = (
 # What the model says when the facts do not answer (the tuning data teaches it); the service then gives the
 # customer the shop's own "I don't know" reply with the offer of a person.
 DONT_KNOW_ANSWER = "I'm sorry, I don't know that."
+# How the model begins it. A local model whose "I don't know" is not trusted (generator.yml `trust_dont_know`) may
+# not begin a reply so: it answers from the passage instead, and the checks decide.
+DONT_KNOW_OPENINGS = (DONT_KNOW_ANSWER, "Sorry, I don't know that.")
 DONT_KNOW = re.compile(r"^\W*(?:i'?m\s+)?(?:sorry,?\s*)?(?:but\s+)?i (?:do not|don't|dont) know\b", re.I)
 
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from generator.constrain import NumberGuard, source_numbers
+from generator.constrain import NumberGuard, make_opening_ban, opening_token_ids, source_numbers
 
 SOURCES = ["Express shipping takes 1-2 business days and costs 12.95; free over 50.00.",
            "Open Monday to Friday 9:00-18:00.", "Order NW-2024-00017 is expected to arrive on Friday 4 December 2026."]
@@ -55,3 +55,37 @@ def test_the_model_cannot_write_a_price_its_passage_does_not_have(shop_model):
     figures = [token for token in generation.text.replace(",", " ").split() if any(c.isdigit() for c in token)]
     assert "7.50" not in generation.text
     assert all(token.strip(".;:!?") in source_numbers(prompt.facts) for token in figures), generation.text
+
+
+# Questions the tuned model answered "I'm sorry, I don't know that." although the passage answers them, and what
+# the answer must say.
+ANSWERED_BY_THE_PASSAGE = [("can I buy a gift card for my sister", "no", "gift cards"),
+                           ("I used the blender once, can I still return it?", "no", "unused")]
+
+
+def test_only_the_first_token_of_a_reply_is_kept_from_opening_an_i_dont_know(shop_model):
+    import torch
+
+    from generator.prompt import DONT_KNOW_OPENINGS
+
+    tokenizer = shop_model.tokenizer
+    banned = opening_token_ids(tokenizer, DONT_KNOW_OPENINGS)
+    assert tokenizer("I'm sorry", add_special_tokens=False).input_ids[0] in banned
+    assert tokenizer("Yes", add_special_tokens=False).input_ids[0] not in banned
+    ban = make_opening_ban(tokenizer, prompt_length=5, openings=DONT_KNOW_OPENINGS)
+    first = ban(torch.zeros((1, 5), dtype=torch.long), torch.zeros((1, len(tokenizer))))
+    later = ban(torch.zeros((1, 6), dtype=torch.long), torch.zeros((1, len(tokenizer))))
+    assert all(first[0, token] == -float("inf") for token in banned) and int((first == 0).sum()) > 1000
+    assert bool((later == 0).all())
+
+
+@pytest.mark.parametrize("question,answer,fact", ANSWERED_BY_THE_PASSAGE)
+async def test_a_model_whose_dont_know_is_not_trusted_answers_from_the_passage(shop_model, make_service, question,
+                                                                               answer, fact):
+    """generator.yml's default (trust_dont_know: false): the customer gets an answer written from the passage, not
+    the pasted passage after a refusal the service would not have passed on."""
+    from generator.service import ReplyRequest
+
+    assert not shop_model.allow_dont_know
+    reply = await make_service(shop_model, timeout_s=30.0).reply(ReplyRequest(question))
+    assert reply.source == "generated" and reply.text.lower().startswith(answer) and fact in reply.text, reply
