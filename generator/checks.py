@@ -467,12 +467,13 @@ def check_answers_the_question(reply: str, ctx: CheckContext, share: float = 0.3
     words. The tuned model's most frequent mistake; the passage, which holds the right sentence, goes instead."""
     if not ctx.focus:
         return None
-    if ctx.focus in ctx.verified_facts:
-        return _answers_the_order_fact(reply, ctx)
-    missed = _misses(reply, ctx.focus, share)
+    missed = _answers_the_order_fact(reply, ctx) if ctx.focus in ctx.verified_facts \
+        else _misses(reply, ctx.focus, share)
     if missed:
         return missed
-    for part in ctx.other_parts:  # "what should I check, and can I pay some other way?": both halves
+    # "what should I check, and can I pay some other way?": both halves; "when will I see the money for the
+    # cancelled order?": the order's fact and the passage's refund time
+    for part in ctx.other_parts:
         if _misses(reply, part, share, besides=ctx.focus):
             return f"answers only part of the question (not {part[:60]!r})"
     return None

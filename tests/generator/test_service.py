@@ -257,6 +257,25 @@ async def test_an_order_question_with_a_policy_gets_the_fact_and_the_policy_when
     assert reply.passage_id == "faq.cancel_after_shipping" and "can only be cancelled before it ships" in reply.text
 
 
+async def test_the_closest_order_fact_is_given_last_right_before_the_question(make_service):
+    """The 135M model copies the fact nearest the question: that must be the one that answers it."""
+    backend = ScriptedBackend("Your parcel is with DHL.")
+    await make_service(backend).reply(order_question("which courier has got my parcel"))
+    assert backend.prompts[0].facts[-1] == ORDER_FACTS[2]
+
+
+async def test_an_order_question_whose_answer_holds_a_policy_too_needs_both_in_a_generated_reply(make_service):
+    """"has it shipped? if not I want to cancel it": the order's shipping fact alone leaves out what the customer
+    can do; the fallback, which gives the fact and the cancellation rule, goes instead."""
+    question = "has it shipped yet? if not I want to cancel it"
+    alone = await make_service(ScriptedBackend(ORDER_FACTS[2])).reply(order_question(question))
+    assert alone.source == "facts" and "can only be cancelled before it ships" in alone.text
+    assert any(reason.startswith("answers only part of the question") for reason in alone.rejected)
+    both = ORDER_FACTS[2] + " An order can only be cancelled before it ships."
+    reply = await make_service(ScriptedBackend(both)).reply(order_question(question))
+    assert reply.source == "generated" and reply.text == both, reply.rejected
+
+
 async def test_a_passage_far_from_an_order_question_is_left_out(make_service):
     backend = ScriptedBackend(error=GenerationError("server answered 500"))
     reply = await make_service(backend).reply(order_question("when is it arriving? exact date please"))
