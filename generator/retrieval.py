@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import List, Sequence
+from typing import Callable, Dict, List, Mapping, Sequence, Tuple
 
 from generator.knowledge import Passage, load_passages, question_parts, split_clauses, split_sentences
 from shop.settings import get_settings
@@ -137,6 +137,20 @@ class KnowledgeIndex:
         focus = max(clauses, key=lambda clause: float(self._clause_vectors[clause] @ vector)) if clauses \
             else self._texts[row]
         return focus, round(float(scores[row]), 4)
+
+
+def closest_facts(similarities: Callable[[str, Sequence[str]], List[float]], message: str, facts: Sequence[str],
+                  fact_questions: Mapping[str, Sequence[str]], limit: int) -> List[Tuple[str, float]]:
+    """The `limit` facts (of a verified order) closest to `message`, best first, with their similarity. A fact is
+    as close as its own sentence or the closest of the questions it answers, whichever is closer: a customer's
+    question resembles another question more than it resembles a statement. The service and the tuning examples
+    both choose the facts a prompt gets here."""
+    keys = [(fact, text) for fact in facts for text in (fact, *fact_questions.get(fact, ()))]
+    scores = similarities(message, [text for _, text in keys])
+    best: Dict[str, float] = {}
+    for (fact, _), score in zip(keys, scores, strict=True):
+        best[fact] = max(score, best.get(fact, -1.0))
+    return sorted(best.items(), key=lambda pair: -pair[1])[:limit]
 
 
 @lru_cache(maxsize=1)

@@ -14,14 +14,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 from generator.backends import Backend, Generation, make_backend
 from generator.checks import CheckContext, failed_checks, sentences, settle_answer_word
 from generator.config import GeneratorConfig, get_config
 from generator.knowledge import lead_with
 from generator.prompt import CUSTOMER, DONT_KNOW, build_prompt
-from generator.retrieval import Hit, KnowledgeIndex, get_index
+from generator.retrieval import Hit, KnowledgeIndex, closest_facts, get_index
 from shop.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -133,20 +133,13 @@ class ReplyService:
         return tuple(dict.fromkeys(part for part in focuses if part != focus))
 
     async def closest_facts(self, request: ReplyRequest) -> List[Tuple[str, float]]:
-        """The order's facts closest to the question, best first, at most `order_facts` of them. A fact is as close
-        as its own sentence or the closest of the questions it answers, whichever is closer (a customer's
-        question resembles another question more than it resembles a statement)."""
+        """The order's facts closest to the question, best first, at most `order_facts` of them."""
         if not request.verified_facts:
             return []
-        keys = [(fact, text) for fact in request.verified_facts
-                for text in (fact, *request.fact_questions.get(fact, ()))]
         loop = asyncio.get_running_loop()
-        scores = await loop.run_in_executor(self._retrieval_pool, self.index().similarities, request.message,
-                                            [text for _, text in keys])
-        best: Dict[str, float] = {}
-        for (fact, _), score in zip(keys, scores, strict=True):
-            best[fact] = max(score, best.get(fact, -1.0))
-        return sorted(best.items(), key=lambda pair: -pair[1])[: self.config.order_facts]
+        return await loop.run_in_executor(self._retrieval_pool, closest_facts, self.index().similarities,
+                                          request.message, request.verified_facts, request.fact_questions,
+                                          self.config.order_facts)
 
     async def reply(self, request: ReplyRequest) -> Reply:
         started = time.monotonic()
