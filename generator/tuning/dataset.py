@@ -9,8 +9,10 @@ running the same command:
   copy figures from the passage, not to remember this shop's (another shop's passages say other numbers);
 - `unanswerable`: data/tuning/unanswerable.yml questions with the passage retrieval finds for them, and hand
   questions paired with an unrelated passage; the answer is prompt.DONT_KNOW_ANSWER;
-- `order`: synthetic orders in every state (shop/orders.py `order_facts` writes their facts, as in serving),
-  questions about the customer's own order, answers copying the fact that answers it.
+- `order`: synthetic orders in every state (shop/orders.py `keyed_order_facts` writes their facts, as in serving),
+  questions about the customer's own order, given the facts the service would give (today's date and the two
+  facts closest to the question, the closest last; a passage only when it is as close), answers copying the fact
+  that answers it; an example whose answer needs a fact the prompt lacks is left out.
 Every prompt is built by generator/prompt.py exactly as the service builds it.
 """
 
@@ -26,9 +28,13 @@ from typing import Dict, List, Sequence, Tuple
 
 import yaml
 
+from generator.checks import NEGATION
 from generator.knowledge import Passage, split_sentences
 from generator.prompt import ASSISTANT, CUSTOMER, DONT_KNOW_ANSWER, Prompt, build_prompt
-from shop.orders import describe_items, order_facts, spoken_day
+from generator.retrieval import KnowledgeIndex, closest_facts
+from generator.service import FACTS_MARGIN
+from shop.orders import TODAY, describe_items, keyed_order_facts, order_fact_questions, spoken_day
+from shop.settings import ReturnPolicy, get_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TUNING_DIR = PROJECT_ROOT / "data" / "tuning"
@@ -133,18 +139,33 @@ ORDER_QUESTIONS = {
     "items": ["what did I order again?", "what's in this order?", "which items are in it"],
     "change": ["can I still change the address?", "is it too late to change the delivery address?",
                "can i still cancel it?", "can I still make changes to it"],
+    "return": ["can I still return it?", "can i send it back if I don't like it", "is it too late to return it",
+               "until when can I return this"],
 }
 
 
-def order_answer(kind: str, order: SimpleNamespace) -> str:
+def order_answer(kind: str, question: str, order: SimpleNamespace, facts: Dict[str, str]) -> str:
+    """The answer to a `kind` question about `order`, whose facts (keyed_order_facts) are `facts` by kind. A yes/no
+    answer says yes to "can I still ...?" and no to "is it too late ...?" when it still can."""
     number = order.id
     shipped = order.status in ("shipped", "delivered")
+    too_late = "too late" in question.lower()
     if order.status == "cancelled":
         return f"Order {number} was cancelled on {spoken_day(order.cancelled_at)}."
+    if kind == "return":  # the order's own return fact decides, as the return skill would
+        fact = facts.get("not_returnable") or facts.get("return_window") or facts["cancellable"]
+        if "cancellable" in facts:
+            return fact
+        return ("No, " if bool(NEGATION.search(fact)) != too_late else "Yes, ") + fact[0].lower() + fact[1:]
     if kind == "items":
         return f"Order {number} contains {describe_items(order)}."
     if kind == "change":  # the passages say what can be changed before shipping; the order says whether it has
-        return f"No, order {number} has already shipped." if shipped else f"Yes, order {number} has not shipped yet."
+        word = "No" if shipped != too_late else "Yes"
+        if shipped:
+            return f"{word}, order {number} has already shipped."
+        cancellable = facts.get("cancellable", "")
+        return f"{word}, {cancellable[0].lower()}{cancellable[1:]}" if "cancel" in question and cancellable else \
+            f"{word}, order {number} has not shipped yet."
     if not shipped:
         return f"Order {number} has not shipped yet, so it has no tracking number yet." if kind == "tracking" \
             else f"Order {number} has not shipped yet."
@@ -157,16 +178,39 @@ def order_answer(kind: str, order: SimpleNamespace) -> str:
     return f"Order {number} is expected to arrive on {spoken_day(order.estimated_delivery)}."
 
 
-def order_examples(rng: random.Random, shop_name: str, count: int, search) -> List[Example]:
-    examples = []
+def prompt_facts(index: KnowledgeIndex, question: str, keyed: Sequence[Tuple[str, str]],
+                 questions: Dict[str, Tuple[str, ...]], limit: int) -> Tuple[List[str], float]:
+    """The order facts the service gives the model for `question` (today's date, then the `limit` closest facts,
+    the closest last), and the closest fact's similarity."""
+    facts = closest_facts(index.similarities, question, [fact for key, fact in keyed if key != TODAY],
+                          {fact: questions.get(key, ()) for key, fact in keyed}, limit)
+    return [fact for key, fact in keyed if key == TODAY] + [fact for fact, _ in reversed(facts)], facts[0][1]
+
+
+def order_examples(rng: random.Random, shop_name: str, count: int, index: KnowledgeIndex, min_score: float,
+                   returns: ReturnPolicy, order_facts_given: int = 2) -> List[Example]:
+    """`count` questions about synthetic orders, each prompt holding what the service would give the model."""
+    examples: List[Example] = []
     statuses = ["pending", "processing", "shipped", "shipped", "delivered", "cancelled"]
-    for _ in range(count):
+    questions = order_fact_questions()
+    for _ in range(count * 4):
+        if len(examples) == count:
+            break
         today = date(2026, 1, 1) + timedelta(days=rng.randint(0, 700))
         order = synthetic_order(rng, today, rng.choice(statuses))
         kind = rng.choice(list(ORDER_QUESTIONS))
         question = rng.choice(ORDER_QUESTIONS[kind])
-        examples.append(Example("order", question, order_answer(kind, order), search(question),
-                                tuple(order_facts(order, today)), shop_name=shop_name))
+        keyed = keyed_order_facts(order, today, returns)
+        answer = order_answer(kind, question, order, {key: fact for key, fact in reversed(keyed)})
+        given, top_score = prompt_facts(index, question, keyed, questions, order_facts_given)
+        passages = tuple(hit.passage.text for hit in index.search(question, 1)
+                         if hit.score >= min_score and hit.score >= top_score - FACTS_MARGIN)
+        said = re.sub(r"^(?:Yes|No), ", "", answer)
+        said = said[0].upper() + said[1:]
+        if (said in {fact for _, fact in keyed} and said not in given) or \
+                not all(figure in " ".join(given) for figure in NUMBER.findall(answer)):
+            continue  # the answer needs a fact the service would not have given: teach nothing from it
+        examples.append(Example("order", question, answer, passages, tuple(given), shop_name=shop_name))
     return examples
 
 
@@ -181,7 +225,8 @@ OTHER_SHOPS = ["Fjord & Co", "Maple Street Store", "Blue Harbour", "Kestrel Outd
 def build_examples(passages: Sequence[Passage], shop_name: str, values: Dict[str, object], encoder, seed: int = 0,
                    hand_file: Path = TUNING_DIR / "answers.yml",
                    unanswerable_file: Path = TUNING_DIR / "unanswerable.yml",
-                   order_count: int = 80, extract_per_passage: int = 2, unanswerable_count: int = 40) -> List[Example]:
+                   order_count: int = 80, extract_per_passage: int = 2, unanswerable_count: int = 40,
+                   min_score: float = 0.5, returns: ReturnPolicy | None = None) -> List[Example]:
     """All tuning examples for this shop, shuffled with `seed`."""
     rng = random.Random(seed)
     by_id = {passage.id: passage for passage in passages}
@@ -190,9 +235,6 @@ def build_examples(passages: Sequence[Passage], shop_name: str, values: Dict[str
     def ranked(question: str) -> Tuple[str, float]:
         scores = passage_vectors @ encoder.encode([question])[0]
         return passages[int(scores.argmax())].text, float(scores.max())
-
-    def search(question: str) -> Tuple[str, ...]:
-        return (ranked(question)[0],)
 
     def unrelated(passage_id: str) -> str:
         index = [p.id for p in passages].index(passage_id)
@@ -232,7 +274,8 @@ def build_examples(passages: Sequence[Passage], shop_name: str, values: Dict[str
                           key=lambda item: -item[2])
     for question, passage, _score in unanswerable[:unanswerable_count]:
         examples.append(Example("unanswerable", question, DONT_KNOW_ANSWER, (passage,), shop_name=shop_name))
-    examples += order_examples(rng, shop_name, order_count, search)
+    examples += order_examples(rng, shop_name, order_count, KnowledgeIndex(passages, encoder), min_score,
+                               returns or get_settings().returns)
     examples = [with_history(example) for example in examples]
     rng.shuffle(examples)
     return examples

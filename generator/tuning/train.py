@@ -85,7 +85,8 @@ def train(args: argparse.Namespace) -> Dict[str, object]:
     config, settings = get_config(), get_settings()
     values = {"return_window_days": settings.returns.window_days, "shop_name": settings.shop_name}
     examples = build_examples(load_passages(settings), settings.shop_name, values, Encoder(), seed=args.seed,
-                              hand_file=args.hand, unanswerable_file=args.unanswerable, order_count=args.orders)
+                              hand_file=args.hand, unanswerable_file=args.unanswerable, order_count=args.orders,
+                              min_score=config.min_score, returns=settings.returns)
     counts = Counter(example.kind for example in examples)
     work = PROJECT_ROOT / "var" / "tuning"
     work.mkdir(parents=True, exist_ok=True)
