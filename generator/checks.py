@@ -102,6 +102,11 @@ GENERALISATION = re.compile(r"\b(?:any other|every|always|anywhere|everywhere|wo
                             r"unlimited|whatever|whenever|all over)\b", re.I)
 QUANTITY_QUESTION = re.compile(r"\b(?:how (?:long|much|many|soon|fast|quick(?:ly)?)|when|what time|which hours|"
                                r"opening hours|price|cost|fee|charge|deadline)\b", re.I)
+# "what email address can I write to?", "which website?": asked for a contact detail, the reply must give one.
+CONTACT_QUESTION = {"an email address": (re.compile(r"\b(?:what|which|where|(?:give|send|tell) me)\b.*\be-?mail\b|"
+                                                   r"\be-?mail (?:address )?(?:is|do|can|should)\b", re.I), EMAIL),
+                    "a web address": (re.compile(r"\b(?:what|which|where)\b.*\b(?:website|web site|url|web "
+                                                 r"address)\b", re.I), URL)}
 YES_NO_QUESTION = re.compile(r"\s*(?:do|does|can|could|is|are|will|would|have|has|may|should|am)\b", re.I)
 YES_NO_ANSWER = re.compile(r"\s*(?:yes|no)\b", re.I)
 LEADING_ANSWER = re.compile(r"^\s*(yes|no)\b[\s,.!]*", re.I)
@@ -521,7 +526,8 @@ def check_grounded(reply: str, ctx: CheckContext, share: float = 0.75) -> Option
 
 def check_informative(reply: str, ctx: CheckContext) -> Optional[str]:
     """The reply tells the customer something from the passages, not only their own words or courtesies; asked
-    for a figure (how long, how much, when), it gives one when the passages have one."""
+    for a figure (how long, how much, when) or a contact detail (an email address, a website), it gives one when
+    the passages have one."""
     asked = set(content_words(ctx.customer_text))
     new = [word for word in content_words(reply) if word in ctx.source_words and word not in asked
            and word not in COURTESY]
@@ -530,6 +536,9 @@ def check_informative(reply: str, ctx: CheckContext) -> Optional[str]:
         return "tells nothing from the passages"
     if QUANTITY_QUESTION.search(ctx.question) and ctx.source_numbers and not numbers_in(reply):
         return "a figure was asked for and the reply gives none"
+    for what, (question, detail) in CONTACT_QUESTION.items():
+        if question.search(ctx.question) and detail.search(ctx.source_text) and not detail.search(reply):
+            return f"{what} was asked for and the reply gives none"
     return None
 
 

@@ -244,9 +244,21 @@ def test_words_the_customer_used_may_be_repeated():
     ("one thing was missing from the box", "One thing was missing from the box.", "nothing from the passages"),
     ("my parcel says delivered", "I'm sorry to hear that!", "nothing from the passages"),
     ("how long does express take?", "Express shipping is quick.", "a figure was asked"),
+    ("what email address can i write to", "Our team is available on Saturday 10:00-14:00.", "an email address"),
+    ("send me your email pls", "Our team is available Monday to Friday.", "an email address"),
 ])
 def test_uninformative_replies_fail(question, reply, what):
     assert what in reason(checks.check_informative, reply, context(question=question))
+
+
+@pytest.mark.parametrize("question", ["what email address can i write to", "the confirmation email never came",
+                                      "I typed the wrong email address"])
+def test_a_reply_with_the_email_address_passes_and_only_a_request_for_one_needs_it(question):
+    ctx = context(question=question)
+    assert reason(checks.check_informative, "You can email us at support@example.com.", ctx) is None
+    needs_one = question.startswith("what")
+    assert (reason(checks.check_informative, "Our team is available Monday to Friday 9:00-18:00.", ctx)
+            is not None) == needs_one
 
 
 def test_a_yes_or_no_answers_a_yes_or_no_question():
