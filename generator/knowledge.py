@@ -20,8 +20,9 @@ from shop.settings import Settings
 FAQ_FILE = KNOWLEDGE_FILE.with_name("faq.yml")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
 QUESTION_WORDS = r"(?:how|what|when|where|which|who|why|can|could|do|does|did|is|are|will|would|should|may)"
-QUESTION_BREAK = re.compile(  # "?", " - ", and ", and"/", " before a question word
-    rf"\?\s*|\s+-\s+|,?\s+(?:and|but|or|also)\s+(?={QUESTION_WORDS}\b)|,\s+(?={QUESTION_WORDS}\b)", re.IGNORECASE)
+QUESTION_BREAK = re.compile(  # "?", a sentence's end, " - ", and ", and"/", " before a question word
+    rf"\?\s*|(?<=[.!])\s+|\s+-\s+|,?\s+(?:and|but|or|also)\s+(?={QUESTION_WORDS}\b)|,\s+(?={QUESTION_WORDS}\b)",
+    re.IGNORECASE)
 QUESTION_START = re.compile(rf"{QUESTION_WORDS}\b", re.IGNORECASE)
 CLAUSE_BREAK = re.compile(r";\s+|,\s+(?=(?:and|but|so)\s)", re.IGNORECASE)
 

@@ -88,6 +88,8 @@ def test_the_focus_is_the_part_of_the_sentence_the_question_is_about(index, ques
      ["can discounted final sale things be returned", "how do I tell which ones they are"]),
     ("payment won't go through - what should I check, and can I pay some other way?",  # a statement is no question
      ["what should I check", "can I pay some other way"]),
+    ("no confirmation in my inbox. where else should i look, and how long should i wait?",  # after a statement
+     ["where else should i look", "how long should i wait"]),
     ("can I send it back if I opened the box?", []),
     ("where is my parcel? it was due yesterday", []),
 ])
