@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import yaml
 
@@ -40,6 +40,8 @@ class GeneratorConfig:
     min_score: float = 0.5
     min_score_unrecognised: float = 0.6
     runner_up_margin: float = 0.03
+    lexical_weight: float = 0.1
+    lexical_ignore: Tuple[str, ...] = ()
     focus_first: bool = True
     order_facts: int = 2
     history_turns: int = 4
@@ -56,6 +58,8 @@ class GeneratorConfig:
             raise ValueError("timeout_s, max_new_tokens, max_sentences, threads and top_k must be positive")
         if self.runner_up_margin < 0:
             raise ValueError(f"runner_up_margin must be 0 (off) or more, got {self.runner_up_margin}")
+        if self.lexical_weight < 0:
+            raise ValueError(f"lexical_weight must be 0 (off) or more, got {self.lexical_weight}")
 
     @property
     def adapter_dir(self) -> Optional[Path]:
@@ -113,6 +117,8 @@ def load_config(path: Optional[Path] = None, environ: Optional[Dict[str, str]] =
         min_score=pick("GENERATOR_MIN_SCORE", retrieval.get("min_score", 0.5), float),
         min_score_unrecognised=float(retrieval.get("min_score_unrecognised", 0.6)),
         runner_up_margin=float(retrieval.get("runner_up_margin", 0.03)),
+        lexical_weight=pick("GENERATOR_LEXICAL_WEIGHT", retrieval.get("lexical_weight", 0.1), float),
+        lexical_ignore=tuple(str(word).lower() for word in retrieval.get("lexical_ignore") or ()),
         focus_first=pick("GENERATOR_FOCUS_FIRST", str(retrieval.get("focus_first", True)), _flag),
         order_facts=int(retrieval.get("order_facts", 2)),
         history_turns=int(retrieval.get("history_turns", 4)),

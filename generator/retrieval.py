@@ -1,13 +1,21 @@
-"""Finding the passages a message is about: all-MiniLM-L6-v2 sentence embeddings and cosine similarity.
+"""Finding the passages a message is about: all-MiniLM-L6-v2 sentence embeddings and cosine similarity, with a
+share of word overlap (BM25) in the ranking.
 
 The knowledge base is encoded once per process (a few hundred milliseconds); a query costs one short encoder
-pass. A passage is scored by its best-matching key (the questions it answers and its sentences).
+pass. A passage is scored by its best-matching key (the questions it answers and its sentences). Whether any passage
+is close enough is decided by that cosine similarity alone; which passage comes first, by the similarity plus
+`lexical_weight` times the passage's BM25 score relative to the best one: the encoder alone ranks "no
+confirmation after i ordered, which address does it go to?" nearer to changing the delivery address than to the
+missing confirmation email.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import math
+import re
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -52,6 +60,35 @@ class Encoder:
         return torch.cat(chunks) if chunks else torch.empty(0, self.model.config.hidden_size)
 
 
+class LexicalScorer:
+    """BM25 over each passage's text and questions, words cut to their first 5 letters (a light stemmer: "returns"
+    and "returned" are one word), the shop's `ignore` words (generator.yml `lexical_ignore`) left out."""
+
+    WORD = re.compile(r"\w+")
+
+    def __init__(self, passages: Sequence[Passage], ignore: Sequence[str] = (), k1: float = 1.2, b: float = 0.75):
+        self.ignore, self.k1, self.b = frozenset(ignore), k1, b
+        self.docs = [Counter(self.words(" ".join([passage.text, *passage.keys]))) for passage in passages]
+        lengths = [sum(doc.values()) for doc in self.docs]
+        self.lengths, self.average = lengths, (sum(lengths) / len(lengths) if lengths else 1.0)
+        df = Counter(word for doc in self.docs for word in doc)
+        self.idf = {word: math.log(1 + (len(self.docs) - n + 0.5) / (n + 0.5)) for word, n in df.items()}
+
+    def words(self, text: str) -> List[str]:
+        return [word[:5] for word in self.WORD.findall(text.lower()) if word not in self.ignore]
+
+    def scores(self, query: str) -> List[float]:
+        """Each passage's BM25 score for `query`, divided by the best (so 1.0 for the best; all 0 without overlap)."""
+        words = self.words(query)
+        scores = []
+        for doc, length in zip(self.docs, self.lengths, strict=True):
+            norm = self.k1 * (1 - self.b + self.b * length / self.average)
+            scores.append(sum(self.idf[word] * doc[word] * (self.k1 + 1) / (doc[word] + norm)
+                              for word in words if word in doc))
+        best = max(scores, default=0.0)
+        return [score / best for score in scores] if best > 0 else scores
+
+
 @dataclass(frozen=True)
 class Hit:
     passage: Passage
@@ -63,11 +100,14 @@ class Hit:
 class KnowledgeIndex:
     """The passages and one embedding per retrieval key, each row pointing at its passage."""
 
-    def __init__(self, passages: Sequence[Passage], encoder: Encoder):
+    def __init__(self, passages: Sequence[Passage], encoder: Encoder, lexical_weight: float = 0.0,
+                 lexical_ignore: Sequence[str] = ()):
         import torch
 
         self.passages = list(passages)
         self.encoder = encoder
+        self.lexical_weight = lexical_weight
+        self.lexical = LexicalScorer(self.passages, lexical_ignore) if lexical_weight > 0 and self.passages else None
         texts: List[str] = []
         owners: List[int] = []
         for number, passage in enumerate(self.passages):
@@ -88,7 +128,8 @@ class KnowledgeIndex:
                                         strict=True))
 
     def search(self, query: str, k: int = 3) -> List[Hit]:
-        """The k best passages for `query`, best first, each with its cosine similarity."""
+        """The k best passages for `query`, best first (similarity plus the weighted word overlap), each with its
+        cosine similarity."""
         import torch
 
         if not query.strip() or not self.passages:
@@ -96,9 +137,10 @@ class KnowledgeIndex:
         vector = self.encoder.encode([query])[0]
         scores = self._vectors @ vector
         best = torch.full((len(self.passages),), -1.0).scatter_reduce(0, self._owners, scores, reduce="amax")
-        values, indices = best.topk(min(k, len(self.passages)))
-        return [Hit(self.passages[int(i)], round(float(v), 4), *self._focus(int(i), scores, vector))
-                for v, i in zip(values, indices, strict=False)]
+        ranking = best + self.lexical_weight * torch.tensor(self.lexical.scores(query)) if self.lexical else best
+        indices = ranking.topk(min(k, len(self.passages))).indices
+        return [Hit(self.passages[int(i)], round(float(best[i]), 4), *self._focus(int(i), scores, vector))
+                for i in indices]
 
     def part_focuses(self, question: str, hits: Sequence[Hit]) -> List[str]:
         """For a message asking two things, the sentence (or part of one) of the given passages closest to each
@@ -156,4 +198,12 @@ def closest_facts(similarities: Callable[[str, Sequence[str]], List[float]], mes
 @lru_cache(maxsize=1)
 def get_index() -> KnowledgeIndex:
     """The shop's knowledge base, encoded once per process."""
-    return KnowledgeIndex(load_passages(get_settings()), Encoder())
+    return index_for(load_passages(get_settings()), Encoder())
+
+
+def index_for(passages: Sequence[Passage], encoder: Encoder) -> KnowledgeIndex:
+    """`passages` searched as generator.yml says (the service's index, and the tuning examples')."""
+    from generator.config import get_config
+
+    config = get_config()
+    return KnowledgeIndex(passages, encoder, config.lexical_weight, config.lexical_ignore)

@@ -145,7 +145,10 @@ class ReplyService:
         started = time.monotonic()
         hits = await self.search(request.message)
         threshold = self.config.min_score if request.min_score is None else request.min_score
-        relevant = [hit for rank, hit in enumerate(hits) if hit.score >= threshold and
+        # Whether the knowledge base answers at all is the encoder's similarity; which passage, the ranking's
+        # (with word overlap), whose first passage is within `lexical_weight` of the most similar one.
+        close_enough = bool(hits) and max(hit.score for hit in hits) >= threshold
+        relevant = [hit for rank, hit in enumerate(hits) if close_enough and
                     (rank < self.config.top_k or hit.score >= hits[0].score - self.config.runner_up_margin)]
         facts = await self.closest_facts(request)
         if facts:  # a passage much further from the question than the order's closest fact is beside the point

@@ -31,7 +31,7 @@ import yaml
 from generator.checks import NEGATION
 from generator.knowledge import Passage, split_sentences
 from generator.prompt import ASSISTANT, CUSTOMER, DONT_KNOW_ANSWER, Prompt, build_prompt
-from generator.retrieval import KnowledgeIndex, closest_facts
+from generator.retrieval import KnowledgeIndex, closest_facts, index_for
 from generator.service import FACTS_MARGIN
 from shop.orders import TODAY, describe_items, keyed_order_facts, order_fact_questions, spoken_day
 from shop.settings import ReturnPolicy, get_settings
@@ -274,7 +274,7 @@ def build_examples(passages: Sequence[Passage], shop_name: str, values: Dict[str
                           key=lambda item: -item[2])
     for question, passage, _score in unanswerable[:unanswerable_count]:
         examples.append(Example("unanswerable", question, DONT_KNOW_ANSWER, (passage,), shop_name=shop_name))
-    examples += order_examples(rng, shop_name, order_count, KnowledgeIndex(passages, encoder), min_score,
+    examples += order_examples(rng, shop_name, order_count, index_for(passages, encoder), min_score,
                                returns or get_settings().returns)
     examples = [with_history(example) for example in examples]
     rng.shuffle(examples)

@@ -13,6 +13,7 @@ def test_defaults_from_the_file():
     config = load_config(environ={})
     assert config.backend == "local" and config.enabled and config.max_new_tokens == 60 and config.timeout_s > 0
     assert config.model_cache_dir.parts[-2:] == ("northwind-shop", "models")
+    assert config.lexical_weight > 0 and "the" in config.lexical_ignore
 
 
 def test_environment_overrides_and_the_key_only_from_the_environment(tmp_path):
@@ -28,7 +29,7 @@ def test_environment_overrides_and_the_key_only_from_the_environment(tmp_path):
 
 
 @pytest.mark.parametrize("env", [{"GENERATOR_BACKEND": "llama"}, {"GENERATOR_TIMEOUT_S": "0"},
-                                 {"GENERATOR_DTYPE": "int3"}])
+                                 {"GENERATOR_DTYPE": "int3"}, {"GENERATOR_LEXICAL_WEIGHT": "-0.1"}])
 def test_invalid_settings_are_refused(env):
     with pytest.raises(ValueError):
         load_config(environ=env)

@@ -9,7 +9,9 @@ import time
 import pytest
 
 from generator.backends import Generation, GenerationError
-from generator.service import CHECK_RESERVE_S, GRACE_S, ReplyRequest, tidy
+from generator.config import get_config
+from generator.retrieval import KnowledgeIndex
+from generator.service import CHECK_RESERVE_S, GRACE_S, ReplyRequest, ReplyService, tidy
 from shop.orders import order_fact_questions
 from tests.generator.conftest import ScriptedBackend
 
@@ -76,13 +78,25 @@ async def test_a_reply_giving_the_other_half_of_the_sentence_is_replaced(make_se
     assert right.source == "generated"
 
 
-async def test_the_reply_must_answer_the_closest_sentence_of_every_passage_given(make_service, index):
+async def test_the_reply_must_answer_the_closest_sentence_of_every_passage_given(index):
     question = "which credit cards can i use"  # closest passage: a declined card; the runner-up lists the cards
-    best, runner_up = index.search(question, 2)
+    by_similarity = KnowledgeIndex(index.passages, index.encoder)  # the encoder's ranking alone
+    best, runner_up = by_similarity.search(question, 2)
     assert best.passage.id == "faq.card_declined" and runner_up.focus_score > best.focus_score
-    reply = await make_service(ScriptedBackend("Please check the card number, the expiry date and the security "
-                                               "code.")).reply(ReplyRequest(question))
+    backend = ScriptedBackend("Please check the card number, the expiry date and the security code.")
+    service = ReplyService(get_config(), index_factory=lambda: by_similarity, backend_factory=lambda _: backend)
+    reply = await service.reply(ReplyRequest(question))
     assert reply.source == "passage" and "We accept Visa, Mastercard" in reply.text
+
+
+@pytest.mark.parametrize("question,passage", [
+    ("no confirmation after i ordered, which address does it go to?", "faq.confirmation_missing"),
+    ("you sent me the wrong colour, do i pay to ship it back?", "faq.wrong_item"),
+])
+def test_word_overlap_puts_the_passage_that_answers_first(index, question, passage):
+    """The encoder alone ranks a passage on a neighbouring topic first (changing the address, exchanges)."""
+    assert index.lexical_weight > 0 and index.search(question, 1)[0].passage.id == passage
+    assert KnowledgeIndex(index.passages, index.encoder).search(question, 1)[0].passage.id != passage
 
 
 async def test_the_model_sees_the_sentence_the_question_is_about_first(make_service):
