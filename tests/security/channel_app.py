@@ -72,11 +72,15 @@ class ErrorLog(logging.Handler):
         if record.name == "sanic.error":
             return message.startswith("Exception occurred while handling")
         if record.name == "engineio.server":
-            # A packet whose bytes are not UTF-8, or not a socket.io packet: the libraries drop it, log it with
-            # its traceback and answer 200; no handler of the project ran.
+            # A packet whose bytes are not UTF-8, not a socket.io packet, or of a type only a server may send
+            # (CONNECT_ERROR): the libraries drop it, log it with its traceback and answer 200; no handler of the
+            # project ran.
             frames = traceback.extract_tb(record.exc_info[2]) if record.exc_info else []
+            refused_packet = bool(frames) and isinstance(record.exc_info[1], ValueError) and \
+                frames[-1].name == "_handle_eio_message" and frames[-1].filename.endswith(
+                    ("socketio/async_server.py", "socketio/server.py"))
             undecodable = bool(record.exc_info) and (
-                isinstance(record.exc_info[1], UnicodeDecodeError)
+                isinstance(record.exc_info[1], UnicodeDecodeError) or refused_packet
                 or any(frame.filename.endswith(("socketio/packet.py", "engineio/packet.py")) for frame in frames))
             return "handler error" in message and not undecodable
         return record.name != "sanic.root"

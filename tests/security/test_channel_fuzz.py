@@ -295,3 +295,32 @@ def test_an_engineio_open_packet_from_the_client_is_answered_at_once(app):
     except requests.Timeout:
         pytest.fail("no answer within 5 s")
     assert answer.status_code < 500
+
+
+def test_a_packet_only_a_server_may_send_is_refused_not_a_handler_failure():
+    """A client's socket.io CONNECT_ERROR packet: python-socketio refuses it (ValueError, logged with its traceback)
+    before any handler of the project runs; an exception inside a handler still counts as a failure."""
+    import asyncio
+    import logging
+    import sys
+
+    from socketio import AsyncServer
+
+    from tests.security.channel_app import ErrorLog
+
+    def record_of(raiser) -> logging.LogRecord:
+        try:
+            asyncio.run(raiser())
+        except ValueError:
+            return logging.LogRecord("engineio.server", logging.ERROR, __file__, 0, "message async handler error",
+                                     None, sys.exc_info())
+        raise AssertionError("nothing was raised")
+
+    async def connect_error():
+        await AsyncServer()._handle_eio_message("eio-sid", "4")
+
+    async def in_a_handler():
+        raise ValueError("a bug in a handler")
+
+    assert not ErrorLog.is_failure(record_of(connect_error))
+    assert ErrorLog.is_failure(record_of(in_a_handler))
