@@ -324,6 +324,7 @@ def main() -> None:
                    "dtype": config.dtype, "threads": config.threads, "max_new_tokens": config.max_new_tokens,
                    "max_sentences": config.max_sentences, "timeout_s": config.timeout_s, "top_k": config.top_k,
                    "min_score": config.min_score, "runner_up_margin": config.runner_up_margin,
+                   "lexical_weight": config.lexical_weight, "trust_dont_know": config.trust_dont_know,
                    "focus_first": config.focus_first, "order_facts": config.order_facts},
         "adapter": tuned,
         "questions": {"file": str(QUESTIONS_FILE.relative_to(PROJECT_ROOT)), "total": len(items),

@@ -221,7 +221,9 @@ def generator_rows(r: Dict, brief: bool = False) -> List[str]:
              f"{model.get('dtype', c['dtype'])}, {c['threads']} thread(s), time limit {c['timeout_s']} s, passages "
              f"from a similarity of {c['min_score']}"
              + (f", the next one too within {c['runner_up_margin']}" if c.get("runner_up_margin") else "")
-             + (", the sentence closest to the question shown first" if c.get("focus_first") else "") + "). "
+             + (f", ranked with word overlap (weight {c['lexical_weight']})" if c.get("lexical_weight") else "")
+             + (", the sentence closest to the question shown first" if c.get("focus_first") else "")
+             + (", the model's \"I don't know\" not trusted" if c.get("trust_dont_know") is False else "") + "). "
              f"{qs['by_split'].get('heldout', 0)} held-out questions of {qs['total']} "
              f"(`{qs['file']}`: " + ", ".join(f"{kind} {n}" for kind, n in qs["by_kind"].items()) + "), "
              "never used for tuning the adapter or the prompt:", "",
