@@ -117,9 +117,10 @@ def make_logits_processor(tokenizer, prompt_length: int, sources: Iterable[str])
     return SourceNumbersOnly()
 
 
-def opening_token_ids(tokenizer, openings: Iterable[str]) -> FrozenSet[int]:
+@lru_cache(maxsize=4)
+def opening_token_ids(tokenizer, openings: Tuple[str, ...]) -> FrozenSet[int]:
     """The first token of each of `openings`, written at the start of a reply or after a space (a plain
-    transcript's "Assistant:" is followed by one)."""
+    transcript's "Assistant:" is followed by one). Cached: the same few tokens for every reply."""
     ids = set()
     for opening in openings:
         for text in (opening, " " + opening):
@@ -129,7 +130,7 @@ def opening_token_ids(tokenizer, openings: Iterable[str]) -> FrozenSet[int]:
     return frozenset(ids)
 
 
-def make_opening_ban(tokenizer, prompt_length: int, openings: Iterable[str]):
+def make_opening_ban(tokenizer, prompt_length: int, openings: Tuple[str, ...]):
     """A LogitsProcessor that keeps the first token of a reply from being the first token of any of `openings`.
     Why: the tuned 135M model opens "I'm sorry, I don't know that." for one answerable question in eight; where
     that answer is not trusted the customer gets the pasted passage, while the same model, kept from opening so,

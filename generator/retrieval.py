@@ -195,6 +195,14 @@ def closest_facts(similarities: Callable[[str, Sequence[str]], List[float]], mes
     return sorted(best.items(), key=lambda pair: -pair[1])[:limit]
 
 
+def facts_in_prompt_order(standing: Sequence[str], closest: Sequence[Tuple[str, float]]) -> List[str]:
+    """An order's facts as the model is given them: those given with every question (today's date), then the
+    closest facts (best first in `closest`) with the closest last, right before the question, since the 135M model
+    copies the fact nearest the question (of the tune split's 12 order questions, 8 replies copied the last of the
+    facts given, 3 the closest). The service and the tuning examples both order them here."""
+    return [*standing, *(fact for fact, _ in reversed(closest))]
+
+
 @lru_cache(maxsize=1)
 def get_index() -> KnowledgeIndex:
     """The shop's knowledge base, encoded once per process."""

@@ -21,7 +21,7 @@ from generator.checks import CheckContext, failed_checks, sentences, settle_answ
 from generator.config import GeneratorConfig, get_config
 from generator.knowledge import lead_with
 from generator.prompt import CUSTOMER, DONT_KNOW, build_prompt
-from generator.retrieval import Hit, KnowledgeIndex, closest_facts, get_index
+from generator.retrieval import Hit, KnowledgeIndex, closest_facts, facts_in_prompt_order, get_index
 from shop.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -161,9 +161,7 @@ class ReplyService:
         fallback, focus = self._fallback(relevant, facts, score, self.config.runner_up_margin)
         if not self.config.enabled:
             return replace(fallback, rejected=("generation switched off",), seconds=time.monotonic() - started)
-        # The closest fact last, right before the question: the 135M model copies the fact nearest the question
-        # (of the tune split's 12 order questions, 8 replies copied the last of the facts given, 3 the closest).
-        given_facts = [*request.standing_facts, *(fact for fact, _ in reversed(facts))]
+        given_facts = facts_in_prompt_order(request.standing_facts, facts)
         shown = [lead_with(text, focus) for text in passages] if self.config.focus_first else passages
         prompt = build_prompt(self.shop_name, request.message, shown, request.history, given_facts,
                               self.config.history_turns)

@@ -31,7 +31,7 @@ import yaml
 from generator.checks import NEGATION
 from generator.knowledge import Passage, split_sentences
 from generator.prompt import ASSISTANT, CUSTOMER, DONT_KNOW_ANSWER, Prompt, build_prompt
-from generator.retrieval import KnowledgeIndex, closest_facts, index_for
+from generator.retrieval import KnowledgeIndex, closest_facts, facts_in_prompt_order, index_for
 from generator.service import FACTS_MARGIN
 from shop.orders import TODAY, describe_items, keyed_order_facts, order_fact_questions, spoken_day
 from shop.settings import ReturnPolicy, get_settings
@@ -184,7 +184,7 @@ def prompt_facts(index: KnowledgeIndex, question: str, keyed: Sequence[Tuple[str
     the closest last), and the closest fact's similarity."""
     facts = closest_facts(index.similarities, question, [fact for key, fact in keyed if key != TODAY],
                           {fact: questions.get(key, ()) for key, fact in keyed}, limit)
-    return [fact for key, fact in keyed if key == TODAY] + [fact for fact, _ in reversed(facts)], facts[0][1]
+    return facts_in_prompt_order([fact for key, fact in keyed if key == TODAY], facts), facts[0][1]
 
 
 def order_examples(rng: random.Random, shop_name: str, count: int, index: KnowledgeIndex, min_score: float,
